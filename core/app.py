@@ -1,0 +1,109 @@
+"""`create_app(settings)`: the one place an app is assembled. Nothing happens at import."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from core import __version__
+from core.db.engine import Database
+from core.errors import install_error_handlers, problem_responses
+from core.health import router as health_router
+from core.hookspecs import ReadinessCheck
+from core.kernel import Kernel
+from core.middleware import RequestContextMiddleware
+from core.migrator import Migrator
+from core.plugin import Plugin, PluginError
+from core.settings import CoreSettings
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    settings: CoreSettings | None = None,
+    *,
+    plugin_settings: Mapping[str, Mapping[str, Any]] | None = None,
+) -> FastAPI:
+    """Build the app: settings → plugins → container → routes. Raises ConfigurationError."""
+    kernel = Kernel.build(settings, plugin_settings=plugin_settings)
+    database: Database = kernel.container.database()
+    app = FastAPI(
+        title="Courtyard",
+        version=__version__,
+        lifespan=_lifespan,
+        openapi_tags=[{"name": "health", "description": "Liveness and readiness."}]
+        + [{"name": p.openapi_tag, "description": p.description} for p in kernel.plugins if p.router],
+    )
+    app.state.kernel = kernel
+    app.state.database = database
+    app.state.plugin_manager = kernel.pm
+    app.state.migrator = Migrator(kernel)
+    app.state.readiness_checks = []
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, max_body=kernel.settings.max_request_body)
+    app.include_router(health_router)
+    for plugin in kernel.plugins:
+        if plugin.router is not None:
+            app.include_router(
+                _build_router(plugin, kernel),
+                prefix=f"{API_PREFIX}/{plugin.url_prefix}",
+                tags=[plugin.openapi_tag],
+                responses=problem_responses(422, 500),
+            )
+    return app
+
+
+def _build_router(plugin: Plugin, kernel: Kernel) -> APIRouter:
+    target = plugin.resolve(plugin.router or "")
+    router = target if isinstance(target, APIRouter) else target(kernel.container_of(plugin.name))
+    if not isinstance(router, APIRouter):
+        raise PluginError(f"plugin {plugin.name!r}: router {plugin.router!r} did not give an APIRouter")
+    return router
+
+
+def _core_checks(app: FastAPI) -> list[ReadinessCheck]:
+    database: Database = app.state.database
+    migrator: Migrator = app.state.migrator
+
+    async def migrations() -> None:
+        behind = await migrator.pending(database.write_engine)
+        if behind:
+            raise RuntimeError(f"not at head: {', '.join(behind)} (run `courtyard db upgrade`)")
+
+    return [ReadinessCheck("database", database.ping), ReadinessCheck("migrations", migrations)]
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    kernel: Kernel = app.state.kernel
+    checks = _core_checks(app)
+    for name, result in kernel.call_each("register_readiness_checks"):
+        for check in _as_list(result):
+            checks.append(ReadinessCheck(f"{name}.{check.name}", check.check))
+    app.state.readiness_checks = checks
+    started: list[str] = []
+    try:
+        for name in kernel.plugin_names:
+            for _, result in kernel.call_each("startup", only={name}, app=app):
+                try:
+                    await _maybe_await(result)
+                except Exception as exc:
+                    raise PluginError(f"plugin {name!r} failed to start: {exc}") from exc
+            started.append(name)
+        yield
+    finally:
+        for _, result in kernel.call_each("shutdown", reverse=True, only=set(started), app=app):
+            await _maybe_await(result)
+        await app.state.database.dispose()
+
+
+def _as_list(value: Iterable[ReadinessCheck] | None) -> list[ReadinessCheck]:
+    return list(value or [])

@@ -1,0 +1,65 @@
+"""The `courtyard` command. Plugins add command groups through `register_commands`."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from core.cli.context import CliContext
+from core.cli.db import db_app
+from core.cli.plugins import plugins_command
+from core.cli.serve import serve_command
+from core.kernel import Kernel
+from core.settings import ConfigurationError
+
+CORE_COMMANDS = frozenset({"serve", "plugins", "db"})
+
+
+def build_cli(context: CliContext) -> typer.Typer:
+    """The command tree: core commands plus the enabled plugins' groups."""
+    cli = typer.Typer(
+        name="courtyard",
+        help="Courtyard: a FastAPI modular monolith.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+
+    @cli.callback()
+    def root(ctx: typer.Context) -> None:
+        ctx.obj = context
+
+    cli.command("serve")(serve_command)
+    cli.command("plugins")(plugins_command)
+    cli.add_typer(db_app)
+    if context._kernel is not None:
+        for name, result in context._kernel.call_each("register_commands"):
+            for group in result or []:
+                group_name = group.info.name if isinstance(group.info.name, str) else name
+                if group_name in CORE_COMMANDS:
+                    raise ConfigurationError(
+                        f"plugin {name!r} registers command {group_name!r}, which the core owns"
+                    )
+                cli.add_typer(group, name=group_name)
+    return cli
+
+
+def _first_command(argv: list[str]) -> str | None:
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        try:
+            context = CliContext(Kernel.build())
+        except ConfigurationError as exc:
+            # Core commands report it when they need the kernel; --help still works.
+            if _first_command(args) not in CORE_COMMANDS | {None}:
+                raise
+            context = CliContext(error=exc)
+        build_cli(context)(args=args, prog_name="courtyard")
+    except ConfigurationError as exc:
+        typer.echo(f"courtyard: error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,82 @@
+"""`courtyard db …`: migrations of the enabled plugins' branches."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from core.cli.context import CliContext
+from core.cli.output import table
+from core.migrator import Migrator
+
+db_app = typer.Typer(name="db", help="Database migrations (one Alembic branch per plugin).", no_args_is_help=True)
+
+
+def _migrator(ctx: typer.Context) -> tuple[CliContext, Migrator]:
+    cli: CliContext = ctx.obj
+    return cli, Migrator(cli.kernel)
+
+
+@db_app.command()
+def upgrade(
+    ctx: typer.Context,
+    plugins: Annotated[list[str] | None, typer.Argument(help="Only these plugins (default: every enabled one).")] = None,
+) -> None:
+    """Upgrade the enabled plugins' branches to their heads."""
+    cli, migrator = _migrator(ctx)
+    done = cli.run(migrator.upgrade(plugins or None, progress=lambda n: typer.echo(f"upgrading {n} → head")))
+    typer.echo(f"up to date: {', '.join(done)}" if done else "nothing to migrate (no enabled plugin has migrations)")
+
+
+@db_app.command()
+def downgrade(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="<plugin>@<revision>, <plugin>@base or <plugin>@-1")],
+) -> None:
+    """Downgrade one plugin's branch."""
+    cli, migrator = _migrator(ctx)
+    cli.run(migrator.downgrade(target))
+    typer.echo(f"downgraded to {target}")
+
+
+@db_app.command()
+def current(ctx: typer.Context) -> None:
+    """Show where each plugin's branch stands in the database."""
+    cli, migrator = _migrator(ctx)
+    states = cli.run(migrator.states())
+    rows = [
+        [
+            s.plugin,
+            "yes" if s.enabled else "no",
+            s.current or "-",
+            s.head or "-",
+            "at head" if s.at_head else "behind",
+        ]
+        for s in states
+    ]
+    table(["PLUGIN", "ENABLED", "CURRENT", "HEAD", "STATE"], rows)
+
+
+@db_app.command()
+def history(
+    ctx: typer.Context,
+    plugin: Annotated[str | None, typer.Option(help="Only this plugin's branch.")] = None,
+) -> None:
+    """List revisions, newest first."""
+    _, migrator = _migrator(ctx)
+    rows = [[owner, s.revision, ", ".join(s._versioned_down_revisions) or "base", s.doc or ""] for owner, s in migrator.history(plugin)]
+    table(["PLUGIN", "REVISION", "DOWN", "MESSAGE"], rows)
+
+
+@db_app.command()
+def revision(
+    ctx: typer.Context,
+    plugin: Annotated[str, typer.Option("--plugin", help="The plugin whose branch gets the revision.")],
+    message: Annotated[str, typer.Option("-m", "--message", help="What the revision does.")],
+    autogenerate: Annotated[bool, typer.Option(help="Compare the plugin's models with the database.")] = False,
+) -> None:
+    """Write a new revision into one plugin's branch."""
+    cli, migrator = _migrator(ctx)
+    path = cli.run(migrator.revision(plugin, message, autogenerate=autogenerate))
+    typer.echo(f"wrote {path}")

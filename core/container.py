@@ -1,0 +1,81 @@
+"""The root dependency-injector container: settings, engines, sessions; plugins composed in.
+
+Each plugin brings its own `DeclarativeContainer` and declares what it needs as
+`providers.Dependency()` (or `providers.DependenciesContainer()` for a required plugin).
+Only this module composes them, by name:
+
+| a plugin container's provider | is given |
+|---|---|
+| `settings` | the plugin's own settings object |
+| `core_settings` | the CoreSettings |
+| `database` | the core `Database` (engines and session factories) |
+| `hooks` | the app's hook relay, to emit the plugin's events |
+| `<required plugin name>` | that plugin's container (a `DependenciesContainer`) |
+
+Tests override any provider (`root.<plugin>.<provider>.override(...)`) instead of patching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from operator import attrgetter
+from typing import Any
+
+import pluggy
+from dependency_injector import containers, errors, providers
+
+from core.db.engine import Database
+from core.plugin import Plugin, PluginError
+from core.settings import CoreSettings, PluginSettings
+
+
+class RootContainer(containers.DeclarativeContainer):
+    """Owns what the core provides; plugin containers are added as providers by name."""
+
+    settings = providers.Dependency(instance_of=CoreSettings)
+    hooks = providers.Dependency()
+    database = providers.Singleton(Database, settings=settings)
+    write_sessions = providers.Callable(attrgetter("write_sessions"), database)
+    read_sessions = providers.Callable(attrgetter("read_sessions"), database)
+
+
+def compose(
+    settings: CoreSettings,
+    pm: pluggy.PluginManager,
+    plugins: list[Plugin],
+    plugin_settings: Mapping[str, PluginSettings],
+) -> RootContainer:
+    """Build the root container with every enabled plugin's container composed into it."""
+    root = RootContainer(settings=providers.Object(settings), hooks=providers.Object(pm.hook))
+    for plugin in plugins:
+        if plugin.container is None:
+            continue
+        container_cls = plugin.resolve(plugin.container)
+        if not (isinstance(container_cls, type) and issubclass(container_cls, containers.Container)):
+            raise PluginError(
+                f"plugin {plugin.name!r}: container {plugin.container!r} is not a "
+                "dependency-injector container class"
+            )
+        offered: dict[str, Any] = {
+            "settings": providers.Object(plugin_settings.get(plugin.name)),
+            "core_settings": root.settings,
+            "database": root.database,
+            "hooks": root.hooks,
+        }
+        for required in plugin.requires:
+            if required in root.providers:
+                offered[required] = root.providers[required]
+        declared = container_cls.providers
+        inputs = {name: provider for name, provider in offered.items() if name in declared}
+        root.set_provider(plugin.name, providers.Container(container_cls, **inputs))
+        try:
+            root.providers[plugin.name]().check_dependencies()
+        except errors.Error as exc:
+            raise PluginError(f"plugin {plugin.name!r} container: {exc}") from None
+    return root
+
+
+def plugin_container(root: RootContainer, name: str) -> Any:
+    """The container instance of plugin `name` (None when it declares none)."""
+    provider = root.providers.get(name)
+    return provider() if provider is not None else None

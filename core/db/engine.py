@@ -1,0 +1,86 @@
+"""Write (primary) and read (replica) engines with their session factories."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import StaticPool
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from core.settings import CoreSettings
+
+
+def _engine_options(url: str, settings: CoreSettings) -> dict[str, Any]:
+    options: dict[str, Any] = {"pool_pre_ping": True, "echo": settings.db_echo}
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        options["connect_args"] = {"timeout": settings.db_connect_timeout}
+        if parsed.database in (None, "", ":memory:"):
+            options["poolclass"] = StaticPool  # one shared in-memory database
+        return options
+    server_settings = {"application_name": "courtyard"}
+    if settings.db_statement_timeout:
+        server_settings["statement_timeout"] = str(int(settings.db_statement_timeout * 1000))
+    options.update(
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=1800,
+        connect_args={"timeout": settings.db_connect_timeout, "server_settings": server_settings},
+    )
+    return options
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def create_engine(url: str, settings: CoreSettings) -> AsyncEngine:
+    engine = create_async_engine(url, **_engine_options(url, settings))
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class Database:
+    """The app's engines. Reads go to the replica when one is configured."""
+
+    def __init__(self, settings: CoreSettings) -> None:
+        self.write_engine = create_engine(settings.database_url, settings)
+        if settings.read_database_url and settings.read_database_url != settings.database_url:
+            self.read_engine = create_engine(settings.read_database_url, settings)
+        else:
+            self.read_engine = self.write_engine
+        self.write_sessions = async_sessionmaker(
+            self.write_engine, class_=AsyncSession, expire_on_commit=False
+        )
+        self.read_sessions = async_sessionmaker(
+            self.read_engine, class_=AsyncSession, expire_on_commit=False
+        )
+
+    @property
+    def has_replica(self) -> bool:
+        return self.read_engine is not self.write_engine
+
+    @property
+    def dialect(self) -> str:
+        return self.write_engine.dialect.name
+
+    async def ping(self) -> None:
+        """Run `SELECT 1` on every engine; raises when one cannot be reached."""
+        engines = [self.write_engine] + ([self.read_engine] if self.has_replica else [])
+        for engine in engines:
+            async with engine.connect() as connection:
+                await connection.execute(select(1))
+
+    async def dispose(self) -> None:
+        await self.write_engine.dispose()
+        if self.has_replica:
+            await self.read_engine.dispose()

@@ -1,0 +1,23 @@
+"""Prefixed ULID ids (`usr_01J…`): generated in Python, sortable, safe to use as cursors."""
+
+from __future__ import annotations
+
+import re
+
+from ulid import ULID
+
+# Crockford base32 without I, L, O, U; a 128-bit ULID's first character is at most 7.
+_ID = re.compile(r"^([a-z][a-z0-9]{0,15})_([0-7][0-9A-HJKMNP-TV-Z]{25})$")
+ID_MAX_LENGTH = 64
+ID_PATTERN = r"^[a-z][a-z0-9]{0,15}_[0-7][0-9A-HJKMNP-TV-Z]{25}$"
+
+
+def new_id(prefix: str) -> str:
+    """A new id such as `usr_01JD8X…`; `prefix` is lowercase letters and digits."""
+    return f"{prefix}_{ULID()}"
+
+
+def is_valid_id(value: str, prefix: str | None = None) -> bool:
+    """True when `value` is a well-formed id (with `prefix`, when given)."""
+    match = _ID.match(value)
+    return bool(match) and (prefix is None or match.group(1) == prefix)  # type: ignore[union-attr]

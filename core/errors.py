@@ -1,0 +1,329 @@
+"""The error hierarchy services raise, and the RFC 9457 problem responses they become.
+
+Every error the API returns is `application/problem+json` with a stable, machine-readable
+`code` (`<plugin>.<reason>`), the request's `instance` path and its `request_id`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger("courtyard.errors")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class AppError(Exception):
+    """A failure a caller should see; services raise these, never HTTP exceptions."""
+
+    status: int = 400
+    code: str = "core.bad_request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+
+class BadRequestError(AppError):
+    status, code = 400, "core.bad_request"
+
+
+class UnauthorizedError(AppError):
+    status, code = 401, "core.unauthorized"
+
+    def __init__(self, detail: str = "Authentication required", **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(detail, **kwargs)
+
+
+class ForbiddenError(AppError):
+    status, code = 403, "core.forbidden"
+
+
+class NotFoundError(AppError):
+    status, code = 404, "core.not_found"
+
+
+class ConflictError(AppError):
+    status, code = 409, "core.conflict"
+
+
+class PayloadTooLargeError(AppError):
+    status, code = 413, "core.payload_too_large"
+
+
+class UnsupportedMediaTypeError(AppError):
+    status, code = 415, "core.unsupported_media_type"
+
+
+class TooManyRequestsError(AppError):
+    status, code = 429, "core.rate_limited"
+
+    def __init__(self, detail: str, *, retry_after: int, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"Retry-After": str(max(1, int(retry_after)))})
+        super().__init__(detail, **kwargs)
+
+
+class ServiceUnavailableError(AppError):
+    status, code = 503, "core.unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = 5, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"Retry-After": str(retry_after)})
+        super().__init__(detail, **kwargs)
+
+
+class RequestBodyTooLarge(StarletteHTTPException):
+    """Raised while a request body is being read once it passes the configured maximum.
+
+    It is an HTTPException so that FastAPI re-raises it from body parsing unchanged
+    (other exceptions there would become a generic 400).
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"Request body is larger than the limit of {limit} bytes")
+        self.limit = limit
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem details object, as every error response carries it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    code: str
+    instance: str | None = None
+    request_id: str | None = None
+
+
+class FieldError(BaseModel):
+    field: str
+    loc: list[str | int]
+    message: str
+    type: str
+
+
+class ValidationProblem(Problem):
+    errors: list[FieldError]
+
+
+_HTTP_CODES: dict[int, str] = {
+    400: "core.bad_request",
+    401: "core.unauthorized",
+    403: "core.forbidden",
+    404: "core.not_found",
+    405: "core.method_not_allowed",
+    406: "core.not_acceptable",
+    409: "core.conflict",
+    413: "core.payload_too_large",
+    415: "core.unsupported_media_type",
+    422: "core.validation_error",
+    429: "core.rate_limited",
+    500: "core.internal_error",
+    503: "core.unavailable",
+}
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def request_id_of(request: Request) -> str | None:
+    return request.scope.get("state", {}).get("request_id")
+
+
+def problem_body(
+    *,
+    status: int,
+    code: str,
+    detail: str | None,
+    instance: str | None,
+    request_id: str | None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": _title(status),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": instance,
+        "request_id": request_id,
+    }
+    if extra:
+        body.update({k: v for k, v in extra.items() if k not in body})
+    return body
+
+
+def problem_response(
+    request: Request,
+    *,
+    status: int,
+    code: str,
+    detail: str | None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    body = problem_body(
+        status=status,
+        code=code,
+        detail=detail,
+        instance=request.url.path,
+        request_id=request_id_of(request),
+        extra=extra,
+    )
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
+
+
+def _field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    out = []
+    for err in errors:
+        loc = [p for p in err.get("loc", ()) if isinstance(p, str | int)]
+        # Drop the source ("body", "query", ...) so `field` is what the client sent.
+        path = loc[1:] if loc and loc[0] in {"body", "query", "path", "header", "cookie"} else loc
+        out.append(
+            {
+                "field": ".".join(str(p) for p in path) or (str(loc[0]) if loc else ""),
+                "loc": loc,
+                "message": str(err.get("msg", "invalid")),
+                "type": str(err.get("type", "value_error")),
+            }
+        )
+    return out
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return problem_response(
+        request,
+        status=exc.status,
+        code=exc.code,
+        detail=exc.detail,
+        headers=exc.headers,
+        extra=exc.extra,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _field_errors(exc.errors())
+    fields = ", ".join(sorted({e["field"] for e in errors if e["field"]}))
+    return problem_response(
+        request,
+        status=422,
+        code="core.validation_error",
+        detail=f"Invalid input: {fields}" if fields else "Invalid input",
+        extra={"errors": errors},
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    detail = exc.detail if isinstance(exc.detail, str) else _title(status)
+    if status == 404 and detail == "Not Found":
+        detail = f"No resource at {request.url.path}"
+    if status == 405 and detail == "Method Not Allowed":
+        detail = f"Method {request.method} is not allowed on {request.url.path}"
+    return problem_response(
+        request,
+        status=status,
+        code=_HTTP_CODES.get(status, f"core.http_{status}"),
+        detail=detail,
+        headers=exc.headers,
+    )
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means the database cannot be reached (not a bad query)."""
+    if isinstance(exc, sa_exc.TimeoutError):  # pool exhausted
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+            return True
+        return isinstance(exc.orig, OSError | TimeoutError | ConnectionError)
+    return isinstance(exc, TimeoutError | ConnectionError | socket.gaierror)
+
+
+async def _unavailable_error(request: Request, exc: Exception) -> JSONResponse:
+    if not is_database_unavailable(exc):
+        raise exc
+    is_db = isinstance(exc, sa_exc.SQLAlchemyError)
+    logger.warning(
+        "%s unavailable [request_id=%s]: %s: %s",
+        "database" if is_db else "backing service",
+        request_id_of(request),
+        type(exc).__name__,
+        str(exc).splitlines()[0] if str(exc) else "",
+    )
+    return problem_response(
+        request,
+        status=503,
+        code="core.database_unavailable" if is_db else "core.service_unavailable",
+        detail=(
+            "The database is unavailable; try again shortly"
+            if is_db
+            else "A service this request needs is unavailable; try again shortly"
+        ),
+        headers={"Retry-After": "5"},
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error the app can produce an RFC 9457 problem response."""
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    for exc_type in (
+        sa_exc.DBAPIError,
+        sa_exc.TimeoutError,
+        ConnectionError,
+        TimeoutError,
+        socket.gaierror,
+    ):
+        app.add_exception_handler(exc_type, _unavailable_error)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries documenting problem+json bodies for `statuses`."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        model = ValidationProblem if status == 422 else Problem
+        out[status] = {
+            "model": model,
+            "description": _title(status),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
+    return out

@@ -1,0 +1,70 @@
+"""`/health/live` (the process answers) and `/health/ready` (it can do its work)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from core.errors import problem_response, problem_responses
+from core.hookspecs import ReadinessCheck
+
+logger = logging.getLogger("courtyard.health")
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+class Liveness(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+@router.get("/live", response_model=Liveness, summary="The process is up")
+async def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def _run_check(name: str, check: Callable[[], Awaitable[Any]], timeout: float) -> str:
+    """"ok", or a short public reason; the full error goes to the log only."""
+    try:
+        await asyncio.wait_for(check(), timeout)
+    except TimeoutError:
+        logger.warning("readiness check %s timed out after %gs", name, timeout)
+        return f"timed out after {timeout:g}s"
+    except Exception as exc:
+        logger.warning("readiness check %s failed: %s: %s", name, type(exc).__name__, exc)
+        return f"failed ({type(exc).__name__})"
+    return "ok"
+
+
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    summary="The database answers, migrations are at head and every plugin is ready",
+    responses=problem_responses(503),
+)
+async def ready(request: Request) -> Any:
+    checks: list[ReadinessCheck] = request.app.state.readiness_checks
+    timeout: float = request.app.state.kernel.settings.ready_timeout
+    outcomes = await asyncio.gather(*(_run_check(c.name, c.check, timeout) for c in checks))
+    results = {c.name: outcome for c, outcome in zip(checks, outcomes, strict=True)}
+    failing = sorted(name for name, outcome in results.items() if outcome != "ok")
+    if failing:
+        return problem_response(
+            request,
+            status=503,
+            code="core.not_ready",
+            detail=f"Failing checks: {', '.join(failing)}",
+            headers={"Retry-After": "5"},
+            extra={"checks": results},
+        )
+    return JSONResponse({"status": "ok", "checks": results})

@@ -1,0 +1,59 @@
+"""Every hook the core calls, in one place. Plugins implement them with `@hookimpl`.
+
+A plugin's hook implementations live in the module (or class) its descriptor names as
+`hooks`. A class is instantiated once per app with the plugin's own container, so its
+methods reach the plugin's services without globals. `register_*` hooks return
+collections. Hooks may be plain functions or coroutines unless the spec says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import typer
+    from fastapi import FastAPI, Request
+
+    from core.identity import Principal
+
+PROJECT = "courtyard"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessCheck:
+    """A named check `/health/ready` runs; `check` raises (or times out) when not ready."""
+
+    name: str
+    check: Callable[[], Awaitable[Any]]
+
+
+@hookspec
+def register_commands() -> Iterable[typer.Typer]:
+    """Return typer apps to add to the `courtyard` command (unnamed ones get the plugin's name)."""
+
+
+@hookspec
+def register_readiness_checks() -> Iterable[ReadinessCheck]:
+    """Return the checks `/health/ready` runs for this plugin."""
+
+
+@hookspec
+def startup(app: FastAPI) -> Awaitable[None] | None:
+    """Prepare the plugin when the app starts (called in plugin order, may be async)."""
+
+
+@hookspec
+def shutdown(app: FastAPI) -> Awaitable[None] | None:
+    """Release the plugin's resources when the app stops (reverse plugin order, may be async)."""
+
+
+@hookspec(firstresult=True)
+def authenticate(request: Request) -> Principal | None:
+    """Return the Principal that `request` proves, or None to let the next authenticator try."""

@@ -1,0 +1,115 @@
+"""The Kernel: everything built from configuration, shared by the app and the CLI.
+
+discover → filter by configuration → validate → order → settings → hooks → containers.
+Every failure is a ConfigurationError whose message is one line naming what is at fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from core import hooks
+from core.container import RootContainer, compose, plugin_container
+from core.plugin import InstalledPlugin, Plugin, PluginError, discover, select_plugins
+from core.settings import CoreSettings, PluginSettings, load_plugin_settings
+
+
+@dataclass
+class Kernel:
+    settings: CoreSettings
+    installed: dict[str, InstalledPlugin]
+    plugins: list[Plugin]
+    plugin_settings: dict[str, PluginSettings]
+    pm: pluggy.PluginManager
+    container: RootContainer
+    _containers: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        settings: CoreSettings | None = None,
+        *,
+        plugin_settings: Mapping[str, Mapping[str, Any]] | None = None,
+        installed: Sequence[InstalledPlugin] | None = None,
+    ) -> Kernel:
+        """Build from `settings` (read from the environment when None).
+
+        `plugin_settings` overrides individual plugin settings by plugin name (tests, tools).
+        """
+        settings = settings if settings is not None else CoreSettings.load()
+        selection = select_plugins(
+            discover() if installed is None else installed,
+            settings.enabled_plugins,
+            settings.disabled_plugins,
+        )
+        overrides = plugin_settings or {}
+        unknown = sorted(set(overrides) - {p.name for p in selection.enabled})
+        if unknown:
+            raise PluginError(f"settings given for plugin(s) that are not enabled: {', '.join(unknown)}")
+        loaded: dict[str, PluginSettings] = {}
+        for plugin in selection.enabled:
+            if plugin.settings is not None:
+                settings_cls = plugin.resolve(plugin.settings)
+                if not (isinstance(settings_cls, type) and issubclass(settings_cls, PluginSettings)):
+                    raise PluginError(
+                        f"plugin {plugin.name!r}: settings {plugin.settings!r} is not a "
+                        "core.settings.PluginSettings subclass"
+                    )
+                loaded[plugin.name] = load_plugin_settings(
+                    settings_cls, plugin.name, settings, overrides.get(plugin.name)
+                )
+            elif plugin.name in overrides:
+                raise PluginError(f"plugin {plugin.name!r} has no settings to override")
+
+        pm = hooks.new_plugin_manager()
+        for plugin in selection.enabled:
+            hooks.add_plugin_hookspecs(pm, plugin)
+        container = compose(settings, pm, selection.enabled, loaded)
+        kernel = cls(settings, selection.installed, selection.enabled, loaded, pm, container)
+        for plugin in selection.enabled:
+            hooks.register_hooks(pm, plugin, kernel.container_of(plugin.name))
+        hooks.check_undeclared_hooks(pm)
+        return kernel
+
+    @property
+    def plugin_names(self) -> list[str]:
+        return [p.name for p in self.plugins]
+
+    def plugin(self, name: str) -> Plugin:
+        for plugin in self.plugins:
+            if plugin.name == name:
+                return plugin
+        raise PluginError(f"plugin {name!r} is not enabled")
+
+    def container_of(self, name: str) -> Any:
+        """The container of enabled plugin `name` (one instance per kernel)."""
+        if name not in self._containers:
+            self._containers[name] = plugin_container(self.container, name)
+        return self._containers[name]
+
+    def call_each(
+        self,
+        hook_name: str,
+        *,
+        reverse: bool = False,
+        only: Collection[str] | None = None,
+        **kwargs: Any,
+    ) -> list[tuple[str, Any]]:
+        """Call `hook_name` plugin by plugin in plugin order; (plugin, result) pairs."""
+        return hooks.call_each(
+            self.pm, hook_name, self.plugin_names, reverse=reverse, only=only, **kwargs
+        )
+
+    def installed_plugins(self) -> list[tuple[InstalledPlugin, Plugin | None, str | None]]:
+        """Every installed plugin with its descriptor (or the error loading it)."""
+        rows: list[tuple[InstalledPlugin, Plugin | None, str | None]] = []
+        for item in self.installed.values():
+            try:
+                rows.append((item, item.load(), None))
+            except PluginError as exc:
+                rows.append((item, None, str(exc)))
+        return rows

@@ -1,0 +1,1 @@
+"""The single Alembic environment that composes every plugin's migration branch."""

@@ -1,0 +1,224 @@
+"""Per-plugin Alembic branches in one environment (`core/migrations`).
+
+Every installed plugin's `migrations/versions` folder is a version location, so revisions
+of a disabled plugin stay known; upgrades touch only the enabled plugins' branches, in
+plugin order. Each plugin's first revision carries `branch_labels=("<name>",)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import Script, ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from core.kernel import Kernel
+from core.settings import ConfigurationError
+
+ENV_DIR = Path(__file__).parent / "migrations"
+
+
+class MigrationError(ConfigurationError):
+    """A migration command cannot run; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class BranchState:
+    plugin: str
+    enabled: bool
+    current: str | None
+    head: str | None
+
+    @property
+    def at_head(self) -> bool:
+        return self.current == self.head
+
+
+class Migrator:
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.locations: dict[str, Path] = {}
+        for item, plugin, _error in kernel.installed_plugins():
+            path = plugin.migrations_path() if plugin else None
+            if path is not None:
+                self.locations[item.name] = path
+        self.enabled = [p.name for p in kernel.plugins if p.name in self.locations]
+        self._script: ScriptDirectory | None = None
+
+    # -- configuration -------------------------------------------------------------------
+
+    def config(self, *, stdout: Any = None) -> Config:
+        cfg = Config(stdout=stdout or io.StringIO())
+        cfg.set_main_option("script_location", str(ENV_DIR))
+        cfg.set_main_option("path_separator", "os")
+        existing = [str(p) for p in self.locations.values() if p.is_dir()]
+        cfg.set_main_option("version_locations", os.pathsep.join(existing))
+        cfg.attributes["table_owner"] = self.table_owner
+        return cfg
+
+    @property
+    def script(self) -> ScriptDirectory:
+        if self._script is None:
+            self._script = ScriptDirectory.from_config(self.config())
+        return self._script
+
+    def table_owner(self, table_name: str) -> str | None:
+        """The installed plugin whose name prefixes `table_name` (longest match wins)."""
+        owners = [n for n in self.kernel.installed if table_name == n or table_name.startswith(f"{n}_")]
+        return max(owners, key=len) if owners else None
+
+    def owner_of(self, revision: Script) -> str | None:
+        path = Path(revision.path).resolve()
+        for name, location in self.locations.items():
+            if location.resolve() in path.parents:
+                return name
+        return None
+
+    def heads(self) -> dict[str, str]:
+        """The head revision of every installed plugin's branch."""
+        out: dict[str, str] = {}
+        for revision in self.script.get_revisions("heads"):
+            if revision is not None and (owner := self.owner_of(revision)):
+                out[owner] = revision.revision
+        return out
+
+    def has_branch(self, name: str) -> bool:
+        return name in self.heads()
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _engine(self) -> AsyncEngine:
+        return create_async_engine(self.kernel.settings.database_url, poolclass=NullPool)
+
+    async def _run(self, work: Callable[[Connection], Any]) -> Any:
+        engine = self._engine()
+        try:
+            async with engine.begin() as connection:
+                return await connection.run_sync(work)
+        finally:
+            await engine.dispose()
+
+    @contextlib.contextmanager
+    def _commands(self, connection: Connection, **attributes: Any) -> Iterator[Config]:
+        cfg = self.config()
+        cfg.attributes.update(connection=connection, **attributes)
+        try:
+            yield cfg
+        except CommandError as exc:
+            raise MigrationError(f"migration failed: {exc}") from None
+
+    async def upgrade(self, plugins: list[str] | None = None, progress: Callable[[str], None] | None = None) -> list[str]:
+        """Upgrade the branches of the enabled plugins (or `plugins`) to their heads."""
+        targets = self.enabled if plugins is None else plugins
+        for name in targets:
+            if name not in self.enabled:
+                raise MigrationError(f"plugin {name!r} is not enabled or has no migrations")
+        heads = self.heads()
+        todo = [n for n in targets if n in heads]
+
+        def work(connection: Connection) -> None:
+            with self._commands(connection) as cfg:
+                for name in todo:
+                    if progress:
+                        progress(name)
+                    command.upgrade(cfg, f"{name}@head")
+
+        await self._run(work)
+        return todo
+
+    async def downgrade(self, target: str) -> None:
+        """Downgrade one branch: `target` is `<plugin>@<revision>`, `<plugin>@base` or `<plugin>@-1`."""
+        name, sep, revision = target.partition("@")
+        if not sep or not name or not revision:
+            raise MigrationError(
+                f"downgrade target {target!r} must be <plugin>@<revision>, e.g. {name or 'notes'}@base"
+            )
+        if name not in self.locations:
+            raise MigrationError(f"plugin {name!r} is not installed or has no migrations")
+
+        def work(connection: Connection) -> None:
+            with self._commands(connection) as cfg:
+                command.downgrade(cfg, target)
+
+        await self._run(work)
+
+    async def states(self) -> list[BranchState]:
+        """Where each installed plugin's branch stands in the database."""
+        current = await self._run(_current_heads)
+        return self.branch_states(current)
+
+    def branch_states(self, current_heads: tuple[str, ...]) -> list[BranchState]:
+        heads = self.heads()
+        by_owner: dict[str, str] = {}
+        for rev in current_heads:
+            revision = self.script.get_revision(rev)
+            owner = self.owner_of(revision) if revision is not None else None
+            if owner:
+                by_owner[owner] = rev
+        return [
+            BranchState(name, name in self.enabled, by_owner.get(name), heads.get(name))
+            for name in sorted(self.locations)
+        ]
+
+    async def pending(self, engine: AsyncEngine) -> list[str]:
+        """Enabled plugins whose branch is not at its head (used by /health/ready)."""
+        async with engine.connect() as connection:
+            current = await connection.run_sync(_current_heads)
+        return [s.plugin for s in self.branch_states(current) if s.enabled and s.head and not s.at_head]
+
+    def history(self, plugin: str | None = None) -> list[tuple[str, Script]]:
+        """(plugin, revision) pairs, newest first."""
+        if plugin is not None and plugin not in self.locations:
+            raise MigrationError(f"plugin {plugin!r} is not installed or has no migrations")
+        rows = [(self.owner_of(s) or "?", s) for s in self.script.walk_revisions()]
+        return [r for r in rows if plugin is None or r[0] == plugin]
+
+    async def revision(self, plugin: str, message: str, *, autogenerate: bool = False) -> Path:
+        """Write a new revision into `plugin`'s branch; autogenerate compares only its tables."""
+        if plugin not in self.enabled:
+            raise MigrationError(f"plugin {plugin!r} is not enabled or has no migrations folder")
+        directory = self.locations[plugin]
+        directory.mkdir(parents=True, exist_ok=True)
+        first = not self.has_branch(plugin)
+        if autogenerate:
+            self._import_models()
+        created: list[Any] = []
+
+        def work(connection: Connection) -> None:
+            with self._commands(connection, plugin=plugin) as cfg:
+                result = command.revision(
+                    cfg,
+                    message=message,
+                    autogenerate=autogenerate,
+                    head="base" if first else f"{plugin}@head",
+                    branch_label=plugin if first else None,
+                    version_path=str(directory),
+                )
+                created.extend(result if isinstance(result, list) else [result])
+
+        await self._run(work)
+        self._script = None
+        return Path(created[0].path)
+
+    def _import_models(self) -> None:
+        for plugin in self.kernel.plugins:
+            if plugin.models:
+                plugin.resolve(plugin.models)
+
+
+def _current_heads(connection: Connection) -> tuple[str, ...]:
+    return tuple(MigrationContext.configure(connection).get_current_heads())
+
+

@@ -1,0 +1,224 @@
+"""The Plugin descriptor, and discovery → filter → validate → order.
+
+A plugin is a `Plugin` object named by an entry point in the `courtyard.plugins` group.
+The entry point's name must equal the plugin's name: one label reused everywhere (URL
+prefix, table prefix, settings prefix, Alembic branch label). Everything a descriptor
+points at is a lazy reference ("module:attribute", relative to the plugin's package), so
+discovering a plugin imports nothing but its package, and a disabled plugin's models,
+routes and hooks are never imported at all.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from core.settings import ConfigurationError
+
+ENTRY_POINT_GROUP = "courtyard.plugins"
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+
+
+class PluginError(ConfigurationError):
+    """A plugin cannot be loaded or combined with the others; the message names it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plugin:
+    """What the core needs to know about a plugin. `package` is the plugin's import name
+    (use `__name__` in its `__init__.py`); the other references are resolved inside it.
+    """
+
+    name: str
+    package: str
+    version: str = ""
+    requires: tuple[str, ...] = ()
+    description: str = ""
+    settings: str | None = None  # "settings:NotesSettings", a core.settings.PluginSettings
+    container: str | None = None  # "container:NotesContainer", a DeclarativeContainer
+    router: str | None = None  # "router:build_router", called with the plugin's container
+    prefix: str | None = None  # URL prefix under /api/v1; defaults to `name`
+    tag: str | None = None  # OpenAPI tag; defaults to the prefix
+    models: str | None = None  # "models", imported to register the plugin's tables
+    hooks: str | None = None  # "hooks" (a module) or "hooks:NotesHooks" (a class)
+    hookspecs: str | None = None  # "hookspecs", the events this plugin publishes
+    migrations: str | None = None  # "migrations/versions", a folder inside the package
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise PluginError(
+                f"plugin name {self.name!r} is invalid: use lowercase letters, digits and "
+                "underscores, starting with a letter"
+            )
+        object.__setattr__(self, "requires", tuple(self.requires))
+
+    @property
+    def url_prefix(self) -> str:
+        return self.prefix or self.name
+
+    @property
+    def openapi_tag(self) -> str:
+        return self.tag or self.url_prefix
+
+    def resolve(self, reference: str) -> Any:
+        """Import `module[:attribute]` relative to the plugin's package."""
+        module_name, _, attribute = reference.partition(":")
+        module = importlib.import_module(f"{self.package}.{module_name}" if module_name else self.package)
+        return getattr(module, attribute) if attribute else module
+
+    def migrations_path(self) -> Path | None:
+        if self.migrations is None:
+            return None
+        return Path(str(files(self.package).joinpath(self.migrations)))
+
+
+@dataclass
+class InstalledPlugin:
+    """One `courtyard.plugins` entry point found on the path, loaded or not."""
+
+    name: str
+    distribution: str
+    distribution_version: str
+    entry_point: importlib_metadata.EntryPoint
+    plugin: Plugin | None = None
+
+    @property
+    def version(self) -> str:
+        return (self.plugin.version if self.plugin else "") or self.distribution_version
+
+    def load(self) -> Plugin:
+        if self.plugin is not None:
+            return self.plugin
+        try:
+            loaded = self.entry_point.load()
+        except PluginError:
+            raise
+        except Exception as exc:  # any failure to import is reported, never swallowed
+            raise PluginError(
+                f"plugin {self.name!r} from distribution {self.distribution!r} failed to import "
+                f"({self.entry_point.value}): {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(loaded, Plugin):
+            raise PluginError(
+                f"plugin {self.name!r} from distribution {self.distribution!r}: entry point "
+                f"{self.entry_point.value} is a {type(loaded).__name__}, not a core.plugin.Plugin"
+            )
+        if loaded.name != self.name:
+            raise PluginError(
+                f"plugin {loaded.name!r} from distribution {self.distribution!r} is registered "
+                f"under the entry point name {self.name!r}; the two must be equal"
+            )
+        self.plugin = loaded
+        return loaded
+
+
+def discover() -> list[InstalledPlugin]:
+    """Every `courtyard.plugins` entry point on the path, sorted by name; nothing imported."""
+    found: list[InstalledPlugin] = []
+    seen: dict[tuple[str, str], InstalledPlugin] = {}
+    for ep in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist
+        dist_name = dist.metadata["Name"] if dist is not None else "?"
+        dist_version = dist.version if dist is not None else ""
+        key = (ep.name, ep.value)
+        if key in seen and seen[key].distribution == dist_name:
+            continue  # the same distribution reachable twice on the path
+        item = InstalledPlugin(ep.name, dist_name, dist_version, ep)
+        seen[key] = item
+        found.append(item)
+    return sorted(found, key=lambda p: (p.name, p.distribution))
+
+
+@dataclass
+class Selection:
+    """The outcome of filtering installed plugins by configuration."""
+
+    installed: dict[str, InstalledPlugin]
+    enabled: list[Plugin] = field(default_factory=list)
+
+    def is_enabled(self, name: str) -> bool:
+        return any(p.name == name for p in self.enabled)
+
+
+def _check_duplicates(installed: Sequence[InstalledPlugin]) -> dict[str, InstalledPlugin]:
+    by_name: dict[str, InstalledPlugin] = {}
+    for item in installed:
+        if item.name in by_name:
+            other = by_name[item.name]
+            raise PluginError(
+                f"duplicate plugin name {item.name!r}: provided by distributions "
+                f"{other.distribution!r} ({other.entry_point.value}) and "
+                f"{item.distribution!r} ({item.entry_point.value})"
+            )
+        by_name[item.name] = item
+    return by_name
+
+
+def _check_known(names: Iterable[str], installed: Mapping[str, InstalledPlugin], setting: str) -> None:
+    unknown = sorted(set(names) - set(installed))
+    if unknown:
+        available = ", ".join(sorted(installed)) or "none"
+        raise PluginError(
+            f"{setting} names unknown plugin(s) {', '.join(map(repr, unknown))}; "
+            f"installed plugins: {available}"
+        )
+
+
+def select_plugins(
+    installed: Sequence[InstalledPlugin],
+    enabled_names: Sequence[str] | None,
+    disabled_names: Sequence[str],
+) -> Selection:
+    """Filter by configuration, load the enabled plugins, check requirements, order them."""
+    by_name = _check_duplicates(installed)
+    if enabled_names is not None:
+        _check_known(enabled_names, by_name, "COURTYARD_ENABLED_PLUGINS")
+    _check_known(disabled_names, by_name, "COURTYARD_DISABLED_PLUGINS")
+    allowed = set(by_name) if enabled_names is None else set(enabled_names)
+    wanted = sorted(allowed - set(disabled_names))
+    plugins = {name: by_name[name].load() for name in wanted}
+    for plugin in plugins.values():
+        for required in plugin.requires:
+            if required in plugins:
+                continue
+            if required not in by_name:
+                raise PluginError(
+                    f"plugin {plugin.name!r} requires {required!r}, which is not installed"
+                )
+            raise PluginError(
+                f"plugin {plugin.name!r} requires {required!r}, which is disabled "
+                "(see COURTYARD_ENABLED_PLUGINS / COURTYARD_DISABLED_PLUGINS)"
+            )
+    return Selection(installed=by_name, enabled=order_plugins(plugins.values()))
+
+
+def order_plugins(plugins: Iterable[Plugin]) -> list[Plugin]:
+    """Topological order by `requires`, ties broken by name; a cycle is an error."""
+    pending = {p.name: p for p in plugins}
+    ordered: list[Plugin] = []
+    done: set[str] = set()
+    while pending:
+        ready = sorted(n for n, p in pending.items() if all(r in done for r in p.requires))
+        if not ready:
+            raise PluginError(f"dependency cycle between plugins: {_find_cycle(pending)}")
+        name = ready[0]
+        ordered.append(pending.pop(name))
+        done.add(name)
+    return ordered
+
+
+def _find_cycle(pending: Mapping[str, Plugin]) -> str:
+    start = min(pending)
+    path = [start]
+    while True:
+        nxt = min(r for r in pending[path[-1]].requires if r in pending)
+        if nxt in path:
+            cycle = [*path[path.index(nxt) :], nxt]
+            return " -> ".join(cycle)
+        path.append(nxt)

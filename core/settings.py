@@ -1,0 +1,253 @@
+"""Configuration: the core's settings and the base class for every plugin's settings.
+
+Sources, highest priority first: explicit keyword arguments, the environment, `.env`,
+`courtyard.toml`, defaults. Core settings use the prefix `COURTYARD_` and the top level of
+`courtyard.toml`; a plugin's use `COURTYARD_<NAME>__` and the `[<name>]` table.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
+
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+CORE_ENV_PREFIX = "COURTYARD_"
+DEV_SECRET_KEY = "courtyard-development-secret-do-not-use-in-production"  # noqa: S105
+MIN_SECRET_BYTES = 32
+
+# The `courtyard.toml` table being applied while a settings object is built. A context
+# variable (not a class attribute) so one settings class can be bound to any table.
+_toml_table: ContextVar[Mapping[str, Any]] = ContextVar("courtyard_toml_table", default={})
+
+
+class ConfigurationError(Exception):
+    """Bad configuration: the message is one line naming the setting or plugin at fault."""
+
+
+class _TomlTableSource(PydanticBaseSettingsSource):
+    """Feeds the values of one `courtyard.toml` table, below the environment and `.env`."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        table = _toml_table.get()
+        return table.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        fields = self.settings_cls.model_fields
+        return {k: v for k, v in _toml_table.get().items() if k in fields}
+
+
+class CourtyardSettings(BaseSettings):
+    """Base of the core's and every plugin's settings (source order documented above)."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_file_encoding="utf-8")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, dotenv_settings, _TomlTableSource(settings_cls))
+
+
+def split_names(value: Any) -> Any:
+    if value is None or isinstance(value, list | tuple | set):
+        return value
+    if isinstance(value, str):
+        return [part.strip().lower() for part in value.split(",") if part.strip()]
+    return value
+
+
+def normalize_database_url(value: str) -> str:
+    """Accept the usual spellings and return a URL with an async driver, or raise ValueError."""
+    try:
+        url: URL = make_url(value)
+    except ArgumentError:
+        raise ValueError(
+            "not a database URL; expected e.g. sqlite+aiosqlite:///./courtyard.db "
+            "or postgresql+asyncpg://user@host/db"
+        ) from None
+    backend = url.get_backend_name()
+    if backend in {"postgresql", "postgres"}:
+        url = url.set(drivername="postgresql+asyncpg")
+        if not url.database:
+            raise ValueError("a PostgreSQL URL must name a database")
+    elif backend == "sqlite":
+        url = url.set(drivername="sqlite+aiosqlite")
+    else:
+        raise ValueError(f"unsupported database {backend!r}; use PostgreSQL or SQLite")
+    return url.render_as_string(hide_password=False)
+
+
+NameList = Annotated[list[str], NoDecode]
+
+
+class CoreSettings(CourtyardSettings):
+    """Settings the core owns (`COURTYARD_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix=CORE_ENV_PREFIX, extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./courtyard.db"
+    read_database_url: str | None = None
+    enabled_plugins: NameList | None = None
+    disabled_plugins: NameList = Field(default_factory=list)
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+
+    db_pool_size: int = Field(10, ge=1, le=1000)
+    db_max_overflow: int = Field(5, ge=0, le=1000)
+    db_pool_timeout: float = Field(5.0, gt=0, description="seconds to wait for a free connection")
+    db_connect_timeout: float = Field(5.0, gt=0, description="seconds to open a connection")
+    db_statement_timeout: float = Field(30.0, ge=0, description="PostgreSQL only; 0 = none")
+    db_echo: bool = False
+
+    max_request_body: int = Field(1_048_576, ge=1, description="bytes; larger bodies get 413")
+    ready_timeout: float = Field(3.0, gt=0, description="seconds each readiness check may take")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    _source_env_file: str | None = PrivateAttr(default=None)
+    _source_config_file: str | None = PrivateAttr(default=None)
+    _toml: Mapping[str, Any] = PrivateAttr(default_factory=dict)
+
+    @field_validator("enabled_plugins", "disabled_plugins", mode="before")
+    @classmethod
+    def _parse_names(cls, value: Any) -> Any:
+        return split_names(value)
+
+    @field_validator("database_url", "read_database_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else normalize_database_url(value)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _check_secret(self) -> Self:
+        secret = self.secret_key.get_secret_value()
+        if self.env == "production" and (
+            secret == DEV_SECRET_KEY or len(secret.encode()) < MIN_SECRET_BYTES
+        ):
+            raise ValueError(
+                f"COURTYARD_SECRET_KEY must be a strong secret of at least {MIN_SECRET_BYTES} bytes "
+                "(not the development default) when COURTYARD_ENV=production"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        env_file: str | None = ".env",
+        config_file: str | None = None,
+        **overrides: Any,
+    ) -> CoreSettings:
+        """Read settings from every source; raise ConfigurationError with one clear line.
+
+        `config_file` defaults to `$COURTYARD_CONFIG_FILE` or `./courtyard.toml` when present.
+        """
+        if config_file is None:
+            config_file = os.environ.get("COURTYARD_CONFIG_FILE") or "courtyard.toml"
+            if not Path(config_file).exists():
+                config_file = None
+        document = read_toml(config_file) if config_file else {}
+        core_table = {k: v for k, v in document.items() if not isinstance(v, dict)}
+        settings = build_settings(cls, CORE_ENV_PREFIX, core_table, env_file, overrides)
+        settings._source_env_file = env_file
+        settings._source_config_file = config_file
+        settings._toml = document
+        return settings
+
+    def plugin_table(self, name: str) -> Mapping[str, Any]:
+        """The `[name]` table of `courtyard.toml` (empty when absent)."""
+        table = self._toml.get(name, {})
+        return table if isinstance(table, Mapping) else {}
+
+    @property
+    def env_file(self) -> str | None:
+        """The `.env` file these settings were loaded with; plugins' settings use it too."""
+        return self._source_env_file
+
+
+class PluginSettings(CourtyardSettings):
+    """Base class for a plugin's settings; the core binds it to `COURTYARD_<NAME>__`."""
+
+    plugin_name: ClassVar[str] = ""
+
+
+def plugin_env_prefix(name: str) -> str:
+    return f"{CORE_ENV_PREFIX}{name.upper()}__"
+
+
+S = TypeVar("S", bound=CourtyardSettings)
+
+
+def build_settings(
+    cls: type[S],
+    env_prefix: str,
+    toml_table: Mapping[str, Any],
+    env_file: str | None,
+    overrides: Mapping[str, Any] | None = None,
+) -> S:
+    """Build `cls` from all sources, turning validation errors into ConfigurationError."""
+    token = _toml_table.set(toml_table)
+    try:
+        return cls(
+            _env_prefix=env_prefix,  # type: ignore[call-arg]
+            _env_file=env_file if env_file and Path(env_file).exists() else None,  # type: ignore[call-arg]
+            **dict(overrides or {}),
+        )
+    except ValidationError as exc:
+        raise ConfigurationError(describe_validation_error(exc, env_prefix)) from None
+    finally:
+        _toml_table.reset(token)
+
+
+def load_plugin_settings(
+    cls: type[S], name: str, core: CoreSettings, overrides: Mapping[str, Any] | None = None
+) -> S:
+    return build_settings(cls, plugin_env_prefix(name), core.plugin_table(name), core.env_file, overrides)
+
+
+def describe_validation_error(exc: ValidationError, env_prefix: str) -> str:
+    """One line naming each offending setting by its environment variable."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if not loc:  # a model-level check names its settings in the message itself
+            parts.append(msg)
+            continue
+        name = f"{env_prefix}{loc[0].upper()}"
+        given = err.get("input")
+        shown = "" if "secret" in loc[0] or isinstance(given, dict) else f" (got {given!r})"
+        parts.append(f"{name}: {msg}{shown}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigurationError(f"config file {path} does not exist (COURTYARD_CONFIG_FILE)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from None

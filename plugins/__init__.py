@@ -1,0 +1,1 @@
+"""Built-in domain plugins (user, auth, upload) live here, one package each."""
