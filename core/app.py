@@ -36,7 +36,11 @@ def create_app(
         version=__version__,
         lifespan=_lifespan,
         openapi_tags=[{"name": "health", "description": "Liveness and readiness."}]
-        + [{"name": p.openapi_tag, "description": p.description} for p in kernel.plugins if p.router],
+        + [
+            {"name": p.openapi_tag, "description": p.description}
+            for p in kernel.plugins
+            if p.router
+        ],
     )
     app.state.kernel = kernel
     app.state.database = database
@@ -61,7 +65,9 @@ def _build_router(plugin: Plugin, kernel: Kernel) -> APIRouter:
     target = plugin.resolve(plugin.router or "")
     router = target if isinstance(target, APIRouter) else target(kernel.container_of(plugin.name))
     if not isinstance(router, APIRouter):
-        raise PluginError(f"plugin {plugin.name!r}: router {plugin.router!r} did not give an APIRouter")
+        raise PluginError(
+            f"plugin {plugin.name!r}: router {plugin.router!r} did not give an APIRouter"
+        )
     return router
 
 

@@ -51,7 +51,9 @@ def compose(
         if plugin.container is None:
             continue
         container_cls = plugin.resolve(plugin.container)
-        if not (isinstance(container_cls, type) and issubclass(container_cls, containers.Container)):
+        if not (
+            isinstance(container_cls, type) and issubclass(container_cls, containers.Container)
+        ):
             raise PluginError(
                 f"plugin {plugin.name!r}: container {plugin.container!r} is not a "
                 "dependency-injector container class"

@@ -202,7 +202,9 @@ def problem_response(
         request_id=request_id_of(request),
         extra=extra,
     )
-    return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
+    return JSONResponse(
+        body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON
+    )
 
 
 def _field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
@@ -324,6 +326,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         out[status] = {
             "model": model,
             "description": _title(status),
-            "content": {PROBLEM_JSON: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+            "content": {
+                PROBLEM_JSON: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            },
         }
     return out

@@ -33,13 +33,13 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _run_check(name: str, check: Callable[[], Awaitable[Any]], timeout: float) -> str:
-    """"ok", or a short public reason; the full error goes to the log only."""
+async def _run_check(name: str, check: Callable[[], Awaitable[Any]], limit: float) -> str:
+    """ "ok", or a short public reason; the full error goes to the log only."""
     try:
-        await asyncio.wait_for(check(), timeout)
+        await asyncio.wait_for(check(), limit)
     except TimeoutError:
-        logger.warning("readiness check %s timed out after %gs", name, timeout)
-        return f"timed out after {timeout:g}s"
+        logger.warning("readiness check %s timed out after %gs", name, limit)
+        return f"timed out after {limit:g}s"
     except Exception as exc:
         logger.warning("readiness check %s failed: %s: %s", name, type(exc).__name__, exc)
         return f"failed ({type(exc).__name__})"

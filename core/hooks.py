@@ -47,7 +47,9 @@ def register_hooks(pm: pluggy.PluginManager, plugin: Plugin, container: Any) -> 
     try:
         pm.register(target, name=plugin.name)
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {plugin.name!r} has an invalid hook implementation: {exc}") from None
+        raise PluginError(
+            f"plugin {plugin.name!r} has an invalid hook implementation: {exc}"
+        ) from None
 
 
 def check_undeclared_hooks(pm: pluggy.PluginManager) -> None:

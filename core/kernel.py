@@ -49,12 +49,16 @@ class Kernel:
         overrides = plugin_settings or {}
         unknown = sorted(set(overrides) - {p.name for p in selection.enabled})
         if unknown:
-            raise PluginError(f"settings given for plugin(s) that are not enabled: {', '.join(unknown)}")
+            raise PluginError(
+                f"settings given for plugin(s) that are not enabled: {', '.join(unknown)}"
+            )
         loaded: dict[str, PluginSettings] = {}
         for plugin in selection.enabled:
             if plugin.settings is not None:
                 settings_cls = plugin.resolve(plugin.settings)
-                if not (isinstance(settings_cls, type) and issubclass(settings_cls, PluginSettings)):
+                if not (
+                    isinstance(settings_cls, type) and issubclass(settings_cls, PluginSettings)
+                ):
                     raise PluginError(
                         f"plugin {plugin.name!r}: settings {plugin.settings!r} is not a "
                         "core.settings.PluginSettings subclass"

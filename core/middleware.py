@@ -58,7 +58,9 @@ class RequestContextMiddleware:
         try:
             length = _header(scope, b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body:
-                await self._problem(scope, send_with_id, 413, RequestBodyTooLarge(self.max_body).detail)
+                await self._problem(
+                    scope, send_with_id, 413, RequestBodyTooLarge(self.max_body).detail
+                )
                 return
             await self.app(scope, self._limited(receive), send_with_id)
         except RequestBodyTooLarge as exc:

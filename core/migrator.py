@@ -76,7 +76,9 @@ class Migrator:
 
     def table_owner(self, table_name: str) -> str | None:
         """The installed plugin whose name prefixes `table_name` (longest match wins)."""
-        owners = [n for n in self.kernel.installed if table_name == n or table_name.startswith(f"{n}_")]
+        owners = [
+            n for n in self.kernel.installed if table_name == n or table_name.startswith(f"{n}_")
+        ]
         return max(owners, key=len) if owners else None
 
     def owner_of(self, revision: Script) -> str | None:
@@ -119,7 +121,9 @@ class Migrator:
         except CommandError as exc:
             raise MigrationError(f"migration failed: {exc}") from None
 
-    async def upgrade(self, plugins: list[str] | None = None, progress: Callable[[str], None] | None = None) -> list[str]:
+    async def upgrade(
+        self, plugins: list[str] | None = None, progress: Callable[[str], None] | None = None
+    ) -> list[str]:
         """Upgrade the branches of the enabled plugins (or `plugins`) to their heads."""
         targets = self.enabled if plugins is None else plugins
         for name in targets:
@@ -139,11 +143,12 @@ class Migrator:
         return todo
 
     async def downgrade(self, target: str) -> None:
-        """Downgrade one branch: `target` is `<plugin>@<revision>`, `<plugin>@base` or `<plugin>@-1`."""
+        """Downgrade one branch to `<plugin>@<revision>`, `<plugin>@base` or `<plugin>@-1`."""
         name, sep, revision = target.partition("@")
         if not sep or not name or not revision:
             raise MigrationError(
-                f"downgrade target {target!r} must be <plugin>@<revision>, e.g. {name or 'notes'}@base"
+                f"downgrade target {target!r} must be <plugin>@<revision>, "
+                f"e.g. {name or 'notes'}@base"
             )
         if name not in self.locations:
             raise MigrationError(f"plugin {name!r} is not installed or has no migrations")
@@ -176,7 +181,9 @@ class Migrator:
         """Enabled plugins whose branch is not at its head (used by /health/ready)."""
         async with engine.connect() as connection:
             current = await connection.run_sync(_current_heads)
-        return [s.plugin for s in self.branch_states(current) if s.enabled and s.head and not s.at_head]
+        return [
+            s.plugin for s in self.branch_states(current) if s.enabled and s.head and not s.at_head
+        ]
 
     def history(self, plugin: str | None = None) -> list[tuple[str, Script]]:
         """(plugin, revision) pairs, newest first."""
@@ -220,5 +227,3 @@ class Migrator:
 
 def _current_heads(connection: Connection) -> tuple[str, ...]:
     return tuple(MigrationContext.configure(connection).get_current_heads())
-
-

@@ -69,7 +69,9 @@ class Plugin:
     def resolve(self, reference: str) -> Any:
         """Import `module[:attribute]` relative to the plugin's package."""
         module_name, _, attribute = reference.partition(":")
-        module = importlib.import_module(f"{self.package}.{module_name}" if module_name else self.package)
+        module = importlib.import_module(
+            f"{self.package}.{module_name}" if module_name else self.package
+        )
         return getattr(module, attribute) if attribute else module
 
     def migrations_path(self) -> Path | None:
@@ -160,7 +162,9 @@ def _check_duplicates(installed: Sequence[InstalledPlugin]) -> dict[str, Install
     return by_name
 
 
-def _check_known(names: Iterable[str], installed: Mapping[str, InstalledPlugin], setting: str) -> None:
+def _check_known(
+    names: Iterable[str], installed: Mapping[str, InstalledPlugin], setting: str
+) -> None:
     unknown = sorted(set(names) - set(installed))
     if unknown:
         available = ", ".join(sorted(installed)) or "none"

@@ -12,9 +12,17 @@ import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -31,7 +39,9 @@ MIN_SECRET_BYTES = 32
 
 # The `courtyard.toml` table being applied while a settings object is built. A context
 # variable (not a class attribute) so one settings class can be bound to any table.
-_toml_table: ContextVar[Mapping[str, Any]] = ContextVar("courtyard_toml_table", default={})
+_toml_table: ContextVar[Mapping[str, Any]] = ContextVar(
+    "courtyard_toml_table", default=MappingProxyType({})
+)
 
 
 class ConfigurationError(Exception):
@@ -143,8 +153,9 @@ class CoreSettings(CourtyardSettings):
             secret == DEV_SECRET_KEY or len(secret.encode()) < MIN_SECRET_BYTES
         ):
             raise ValueError(
-                f"COURTYARD_SECRET_KEY must be a strong secret of at least {MIN_SECRET_BYTES} bytes "
-                "(not the development default) when COURTYARD_ENV=production"
+                "COURTYARD_SECRET_KEY must be a strong secret of at least "
+                f"{MIN_SECRET_BYTES} bytes (not the development default) "
+                "when COURTYARD_ENV=production"
             )
         return self
 
@@ -224,7 +235,9 @@ def build_settings(
 def load_plugin_settings(
     cls: type[S], name: str, core: CoreSettings, overrides: Mapping[str, Any] | None = None
 ) -> S:
-    return build_settings(cls, plugin_env_prefix(name), core.plugin_table(name), core.env_file, overrides)
+    return build_settings(
+        cls, plugin_env_prefix(name), core.plugin_table(name), core.env_file, overrides
+    )
 
 
 def describe_validation_error(exc: ValidationError, env_prefix: str) -> str:
@@ -248,6 +261,8 @@ def read_toml(path: str) -> dict[str, Any]:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigurationError(f"config file {path} does not exist (COURTYARD_CONFIG_FILE)") from None
+        raise ConfigurationError(
+            f"config file {path} does not exist (COURTYARD_CONFIG_FILE)"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from None

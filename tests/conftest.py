@@ -100,4 +100,4 @@ def app_client(database_url: str) -> Iterator[AppFactory]:
             client.app = app  # type: ignore[attr-defined]
             yield client
 
-    yield factory
+    return factory

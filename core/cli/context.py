@@ -13,7 +13,9 @@ T = TypeVar("T")
 
 
 class CliContext:
-    def __init__(self, kernel: Kernel | None = None, error: ConfigurationError | None = None) -> None:
+    def __init__(
+        self, kernel: Kernel | None = None, error: ConfigurationError | None = None
+    ) -> None:
         self._kernel = kernel
         self._error = error
 

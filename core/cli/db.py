@@ -10,7 +10,9 @@ from core.cli.context import CliContext
 from core.cli.output import table
 from core.migrator import Migrator
 
-db_app = typer.Typer(name="db", help="Database migrations (one Alembic branch per plugin).", no_args_is_help=True)
+db_app = typer.Typer(
+    name="db", help="Database migrations (one Alembic branch per plugin).", no_args_is_help=True
+)
 
 
 def _migrator(ctx: typer.Context) -> tuple[CliContext, Migrator]:
@@ -21,18 +23,28 @@ def _migrator(ctx: typer.Context) -> tuple[CliContext, Migrator]:
 @db_app.command()
 def upgrade(
     ctx: typer.Context,
-    plugins: Annotated[list[str] | None, typer.Argument(help="Only these plugins (default: every enabled one).")] = None,
+    plugins: Annotated[
+        list[str] | None, typer.Argument(help="Only these plugins (default: every enabled one).")
+    ] = None,
 ) -> None:
     """Upgrade the enabled plugins' branches to their heads."""
     cli, migrator = _migrator(ctx)
-    done = cli.run(migrator.upgrade(plugins or None, progress=lambda n: typer.echo(f"upgrading {n} → head")))
-    typer.echo(f"up to date: {', '.join(done)}" if done else "nothing to migrate (no enabled plugin has migrations)")
+    done = cli.run(
+        migrator.upgrade(plugins or None, progress=lambda n: typer.echo(f"upgrading {n} → head"))
+    )
+    typer.echo(
+        f"up to date: {', '.join(done)}"
+        if done
+        else "nothing to migrate (no enabled plugin has migrations)"
+    )
 
 
 @db_app.command()
 def downgrade(
     ctx: typer.Context,
-    target: Annotated[str, typer.Argument(help="<plugin>@<revision>, <plugin>@base or <plugin>@-1")],
+    target: Annotated[
+        str, typer.Argument(help="<plugin>@<revision>, <plugin>@base or <plugin>@-1")
+    ],
 ) -> None:
     """Downgrade one plugin's branch."""
     cli, migrator = _migrator(ctx)
@@ -65,16 +77,23 @@ def history(
 ) -> None:
     """List revisions, newest first."""
     _, migrator = _migrator(ctx)
-    rows = [[owner, s.revision, ", ".join(s._versioned_down_revisions) or "base", s.doc or ""] for owner, s in migrator.history(plugin)]
+    rows = [
+        [owner, s.revision, ", ".join(s._versioned_down_revisions) or "base", s.doc or ""]
+        for owner, s in migrator.history(plugin)
+    ]
     table(["PLUGIN", "REVISION", "DOWN", "MESSAGE"], rows)
 
 
 @db_app.command()
 def revision(
     ctx: typer.Context,
-    plugin: Annotated[str, typer.Option("--plugin", help="The plugin whose branch gets the revision.")],
+    plugin: Annotated[
+        str, typer.Option("--plugin", help="The plugin whose branch gets the revision.")
+    ],
     message: Annotated[str, typer.Option("-m", "--message", help="What the revision does.")],
-    autogenerate: Annotated[bool, typer.Option(help="Compare the plugin's models with the database.")] = False,
+    autogenerate: Annotated[
+        bool, typer.Option(help="Compare the plugin's models with the database.")
+    ] = False,
 ) -> None:
     """Write a new revision into one plugin's branch."""
     cli, migrator = _migrator(ctx)

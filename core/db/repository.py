@@ -65,7 +65,9 @@ class BaseRepository(Generic[E]):
             stmt = stmt.where(condition)
         if cursor is not None:
             stmt = stmt.where(id_column < cursor)
-        rows = list((await self.session.exec(stmt.order_by(id_column.desc()).limit(limit + 1))).all())
+        rows = list(
+            (await self.session.exec(stmt.order_by(id_column.desc()).limit(limit + 1))).all()
+        )
         has_more = len(rows) > limit
         items = rows[:limit]
         return Slice(items=items, next_cursor=items[-1].id if has_more else None)  # type: ignore[attr-defined]

@@ -16,7 +16,9 @@ table_owner = config.attributes.get("table_owner", lambda name: None)
 target_plugin = config.attributes.get("plugin")
 
 
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
     """Autogenerate compares only the tables of the plugin a revision is written for."""
     if target_plugin is None:
         return True

@@ -42,8 +42,10 @@ async def fresh_database(backend: str, tmp_path: Path) -> AsyncIterator[str]:
     finally:
         await admin.close()
     try:
-        yield make_url(_server_dsn(name)).set(drivername="postgresql+asyncpg").render_as_string(
-            hide_password=False
+        yield (
+            make_url(_server_dsn(name))
+            .set(drivername="postgresql+asyncpg")
+            .render_as_string(hide_password=False)
         )
     finally:
         admin = await asyncpg.connect(_server_dsn(), timeout=10)
