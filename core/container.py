@@ -33,7 +33,7 @@ class RootContainer(containers.DeclarativeContainer):
     """Owns what the core provides; plugin containers are added as providers by name."""
 
     settings = providers.Dependency(instance_of=CoreSettings)
-    hooks = providers.Dependency()
+    hooks: providers.Dependency[Any] = providers.Dependency()
     database = providers.Singleton(Database, settings=settings)
     write_sessions = providers.Callable(attrgetter("write_sessions"), database)
     read_sessions = providers.Callable(attrgetter("read_sessions"), database)

@@ -41,9 +41,10 @@ def register_hooks(pm: pluggy.PluginManager, plugin: Plugin, container: Any) -> 
     """Register `plugin`'s hook implementations (a module, or a class built with its container)."""
     if plugin.hooks is None:
         return
-    target = plugin.resolve(plugin.hooks)
+    target: Any = plugin.resolve(plugin.hooks)
     if inspect.isclass(target):
-        target = target(container)
+        factory: Callable[[Any], Any] = target
+        target = factory(container)
     try:
         pm.register(target, name=plugin.name)
     except pluggy.PluginValidationError as exc:

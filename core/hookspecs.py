@@ -37,11 +37,13 @@ class ReadinessCheck:
 @hookspec
 def register_commands() -> Iterable[typer.Typer]:
     """Return typer apps to add to the `courtyard` command (unnamed ones get the plugin's name)."""
+    raise NotImplementedError
 
 
 @hookspec
 def register_readiness_checks() -> Iterable[ReadinessCheck]:
     """Return the checks `/health/ready` runs for this plugin."""
+    raise NotImplementedError
 
 
 @hookspec

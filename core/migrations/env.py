@@ -4,7 +4,7 @@ connection, the plugin whose tables autogenerate may compare, and the owner of e
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 
@@ -27,7 +27,7 @@ def include_object(
     return table_name is not None and table_owner(table_name) == target_plugin
 
 
-def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+def render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
     """Write migrations in plain `sa.*` types, independent of the core's Python classes."""
     if type_ != "type":
         return False
