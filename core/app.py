@@ -13,7 +13,7 @@ from core import __version__
 from core.db.engine import Database
 from core.errors import install_error_handlers, problem_responses
 from core.health import router as health_router
-from core.hookspecs import ReadinessCheck
+from core.hookspecs import NotReady, ReadinessCheck
 from core.kernel import Kernel
 from core.middleware import RequestContextMiddleware
 from core.migrator import Migrator
@@ -78,7 +78,7 @@ def _core_checks(app: FastAPI) -> list[ReadinessCheck]:
     async def migrations() -> None:
         behind = await migrator.pending(database.write_engine)
         if behind:
-            raise RuntimeError(f"not at head: {', '.join(behind)} (run `courtyard db upgrade`)")
+            raise NotReady(f"not at head: {', '.join(behind)} (run `courtyard db upgrade`)")
 
     return [ReadinessCheck("database", database.ping), ReadinessCheck("migrations", migrations)]
 

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from core.errors import problem_response, problem_responses
-from core.hookspecs import ReadinessCheck
+from core.hookspecs import NotReady, ReadinessCheck
 
 logger = logging.getLogger("courtyard.health")
 
@@ -37,6 +37,9 @@ async def _run_check(name: str, check: Callable[[], Awaitable[Any]], limit: floa
     """ "ok", or a short public reason; the full error goes to the log only."""
     try:
         await asyncio.wait_for(check(), limit)
+    except NotReady as exc:
+        logger.warning("readiness check %s: %s", name, exc)
+        return f"failed: {exc}"
     except TimeoutError:
         logger.warning("readiness check %s timed out after %gs", name, limit)
         return f"timed out after {limit:g}s"

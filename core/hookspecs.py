@@ -26,9 +26,16 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
+class NotReady(Exception):
+    """Raised by a readiness check; its message is safe to show in `/health/ready`."""
+
+
 @dataclass(frozen=True, slots=True)
 class ReadinessCheck:
-    """A named check `/health/ready` runs; `check` raises (or times out) when not ready."""
+    """A named check `/health/ready` runs; `check` raises (or times out) when not ready.
+
+    Raise `NotReady("reason")` to show the reason; other errors show only their type.
+    """
 
     name: str
     check: Callable[[], Awaitable[Any]]
