@@ -20,7 +20,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import Connection
+from sqlalchemy import Connection, column, inspect, select, table
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -180,7 +180,7 @@ class Migrator:
     async def pending(self, engine: AsyncEngine) -> list[str]:
         """Enabled plugins whose branch is not at its head (used by /health/ready)."""
         async with engine.connect() as connection:
-            current = await connection.run_sync(_current_heads)
+            current = await connection.run_sync(_recorded_versions)
         return [
             s.plugin for s in self.branch_states(current) if s.enabled and s.head and not s.at_head
         ]
@@ -227,3 +227,13 @@ class Migrator:
 
 def _current_heads(connection: Connection) -> tuple[str, ...]:
     return tuple(MigrationContext.configure(connection).get_current_heads())
+
+
+_VERSION_TABLE = table("alembic_version", column("version_num"))
+
+
+def _recorded_versions(connection: Connection) -> tuple[str, ...]:
+    """The rows of `alembic_version`, read quietly (no Alembic context, no log lines)."""
+    if not inspect(connection).has_table("alembic_version"):
+        return ()
+    return tuple(connection.execute(select(_VERSION_TABLE.c.version_num)).scalars())

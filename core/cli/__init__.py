@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.cli.context import CliContext
 from core.cli.db import db_app
 from core.cli.plugins import plugins_command
 from core.cli.serve import serve_command
+from core.errors import is_database_unavailable
 from core.kernel import Kernel
 from core.settings import ConfigurationError
 
@@ -61,5 +63,19 @@ def main(argv: list[str] | None = None) -> None:
             context = CliContext(error=exc)
         build_cli(context)(args=args, prog_name="courtyard")
     except ConfigurationError as exc:
-        typer.echo(f"courtyard: error: {exc}", err=True)
-        sys.exit(2)
+        _fail(str(exc))
+    except (SQLAlchemyError, OSError) as exc:
+        if not is_database_unavailable(exc):
+            raise
+        _fail(f"cannot reach the database (COURTYARD_DATABASE_URL): {_first_line(exc)}")
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"courtyard: error: {message}", err=True)
+    sys.exit(2)

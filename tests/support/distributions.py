@@ -8,8 +8,11 @@ package. The app that `make run` serves never sees them.
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "dists"
@@ -25,7 +28,11 @@ def _fingerprint(names: list[str]) -> str:
     digest = hashlib.sha256()
     for name in names:
         for path in sorted((FIXTURES / name).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and ".egg-info" not in str(path):
+            parts = path.relative_to(FIXTURES / name).parts
+            generated = {"__pycache__", "build"} & set(parts) or any(
+                p.endswith(".egg-info") for p in parts
+            )
+            if path.is_file() and not generated:
                 digest.update(str(path.relative_to(FIXTURES)).encode())
                 digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -34,6 +41,19 @@ def _fingerprint(names: list[str]) -> str:
 def install(names: list[str], target: Path) -> Path:
     """pip-install the fixture projects `names` into `target` (no deps, no build isolation)."""
     target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        # Build from a clean copy, so no stale build output of an earlier version leaks in.
+        sources = [
+            shutil.copytree(FIXTURES / n, Path(scratch) / n, ignore=_GENERATED) for n in names
+        ]
+        _pip_install(sources, target)
+    return target
+
+
+_GENERATED = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+
+
+def _pip_install(sources: list[Path], target: Path) -> None:
     subprocess.run(
         [
             sys.executable,
@@ -47,20 +67,24 @@ def install(names: list[str], target: Path) -> Path:
             "--no-index",
             "--target",
             str(target),
-            *[str(FIXTURES / n) for n in names],
+            *[str(src) for src in sources],
         ],
         check=True,
         capture_output=True,
     )
-    return target
 
 
 def install_set(set_name: str, root: Path) -> Path:
     """Install a named set once per content version (reused across runs while unchanged)."""
     names = SETS[set_name]
     target = root / f"{set_name}-{_fingerprint(names)}"
-    marker = target / ".complete"
-    if not marker.exists():
-        install(names, target)
-        marker.touch()
+    if not target.exists():
+        # Install beside it and rename, so a concurrent run never sees half an install.
+        staging = root / f".{target.name}-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        install(names, staging)
+        try:
+            staging.rename(target)
+        except OSError:  # another run finished first
+            shutil.rmtree(staging, ignore_errors=True)
     return target

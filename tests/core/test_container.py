@@ -1,0 +1,53 @@
+"""The root container composes plugin containers by name; tests override providers."""
+
+from __future__ import annotations
+
+import pytest
+from dependency_injector import providers
+
+from core.kernel import Kernel
+from core.settings import ConfigurationError, CoreSettings
+from tests.conftest import make_settings, running
+
+
+def test_unfilled_plugin_input_stops_startup(use_dists, tmp_path):
+    use_dists("broken")
+    settings = CoreSettings(env="test", enabled_plugins="needsinput")
+    with pytest.raises(ConfigurationError) as caught:
+        Kernel.build(settings)
+    message = str(caught.value)
+    assert "plugin 'needsinput' container" in message
+    assert "payment_gateway" in message
+    assert "\n" not in message
+
+
+def test_plugin_gets_its_settings_hooks_and_required_container(main_plugins):
+    kernel = Kernel.build(CoreSettings(env="test", enabled_plugins="alpha,beta"))
+    alpha = kernel.container_of("alpha")
+    beta = kernel.container_of("beta")
+    assert alpha.settings() is kernel.plugin_settings["alpha"]
+    assert alpha.hooks() is kernel.pm.hook
+    # beta declares `alpha = providers.DependenciesContainer()`: it receives alpha's container.
+    assert beta.alpha.settings() is kernel.plugin_settings["alpha"]
+    assert kernel.container.database() is kernel.container.database()  # one engine pair
+
+
+def test_each_app_has_its_own_container_and_plugin_manager(main_plugins):
+    first = Kernel.build(CoreSettings(env="test", enabled_plugins="alpha"))
+    second = Kernel.build(CoreSettings(env="test", enabled_plugins="alpha"))
+    assert first.pm is not second.pm
+    assert first.container.database() is not second.container.database()
+
+
+async def test_tests_override_a_plugin_provider_instead_of_patching(main_plugins, database_url):
+    from core.app import create_app
+
+    app = create_app(make_settings(database_url, enabled_plugins="alpha"))
+    alpha = app.state.kernel.container_of("alpha")
+    settings_cls = type(alpha.settings())
+    async with running(app) as client:
+        assert (await client.get("/api/v1/alpha/greeting")).json() == {"greeting": "hello"}
+        with alpha.settings.override(providers.Object(settings_cls(greeting="overridden"))):
+            response = await client.get("/api/v1/alpha/greeting")
+        assert response.json() == {"greeting": "overridden"}
+        assert (await client.get("/api/v1/alpha/greeting")).json() == {"greeting": "hello"}
