@@ -69,10 +69,15 @@ class Plugin:
     def resolve(self, reference: str) -> Any:
         """Import `module[:attribute]` relative to the plugin's package."""
         module_name, _, attribute = reference.partition(":")
-        module = importlib.import_module(
-            f"{self.package}.{module_name}" if module_name else self.package
-        )
-        return getattr(module, attribute) if attribute else module
+        path = f"{self.package}.{module_name}" if module_name else self.package
+        try:
+            module = importlib.import_module(path)
+            return getattr(module, attribute) if attribute else module
+        except (ImportError, AttributeError) as exc:
+            raise PluginError(
+                f"plugin {self.name!r}: cannot load {reference!r} from {self.package}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
     def migrations_path(self) -> Path | None:
         if self.migrations is None:

@@ -51,3 +51,15 @@ async def test_tests_override_a_plugin_provider_instead_of_patching(main_plugins
             response = await client.get("/api/v1/alpha/greeting")
         assert response.json() == {"greeting": "overridden"}
         assert (await client.get("/api/v1/alpha/greeting")).json() == {"greeting": "hello"}
+
+
+def test_a_wrong_reference_in_a_descriptor_is_one_line_naming_the_plugin(use_dists):
+    from core.app import create_app
+
+    use_dists("broken")
+    with pytest.raises(ConfigurationError) as caught:
+        create_app(CoreSettings(env="test", enabled_plugins="badref"))
+    message = str(caught.value)
+    assert message.startswith("plugin 'badref': cannot load 'routr:build_router'")
+    assert "ModuleNotFoundError" in message
+    assert "\n" not in message
