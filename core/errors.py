@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sqlite3
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -267,6 +268,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+_SQLITE_UNAVAILABLE = ("unable to open", "database is locked", "disk I/O error")
+
+
 def is_database_unavailable(exc: BaseException) -> bool:
     """True when `exc` means the database cannot be reached (not a bad query)."""
     if isinstance(exc, sa_exc.TimeoutError):  # pool exhausted
@@ -274,6 +278,9 @@ def is_database_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated:
             return True
+        if isinstance(exc.orig, sqlite3.OperationalError):
+            # SQLite reports a missing table like an outage; only these mean "unreachable".
+            return any(m in str(exc.orig) for m in _SQLITE_UNAVAILABLE)
         if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
             return True
         return isinstance(exc.orig, OSError | TimeoutError | ConnectionError)

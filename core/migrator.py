@@ -91,7 +91,8 @@ class Migrator:
     def heads(self) -> dict[str, str]:
         """The head revision of every installed plugin's branch."""
         out: dict[str, str] = {}
-        for revision in self.script.get_revisions("heads"):
+        for head in self.script.get_heads():  # includes heads another branch depends on
+            revision = self.script.get_revision(head)
             if revision is not None and (owner := self.owner_of(revision)):
                 out[owner] = revision.revision
         return out
@@ -166,12 +167,19 @@ class Migrator:
 
     def branch_states(self, current_heads: tuple[str, ...]) -> list[BranchState]:
         heads = self.heads()
+        # alembic_version drops a revision once a revision that `depends_on` it is applied,
+        # so a branch's position is its newest revision among the ancestors of the rows.
+        applied = {
+            script.revision
+            for rev in current_heads
+            for script in self.script.iterate_revisions(rev, "base")
+            if script is not None
+        }
         by_owner: dict[str, str] = {}
-        for rev in current_heads:
-            revision = self.script.get_revision(rev)
-            owner = self.owner_of(revision) if revision is not None else None
-            if owner:
-                by_owner[owner] = rev
+        for script in self.script.walk_revisions():  # newest first
+            owner = self.owner_of(script)
+            if owner and owner not in by_owner and script.revision in applied:
+                by_owner[owner] = script.revision
         return [
             BranchState(name, name in self.enabled, by_owner.get(name), heads.get(name))
             for name in sorted(self.locations)

@@ -8,6 +8,7 @@ Sources, highest priority first: explicit keyword arguments, the environment, `.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -176,9 +177,9 @@ class CoreSettings(CourtyardSettings):
         `config_file` defaults to `$COURTYARD_CONFIG_FILE` or `./courtyard.toml` when present.
         """
         if config_file is None:
-            config_file = os.environ.get("COURTYARD_CONFIG_FILE") or "courtyard.toml"
-            if not Path(config_file).exists():
-                config_file = None
+            config_file = os.environ.get("COURTYARD_CONFIG_FILE") or (
+                "courtyard.toml" if Path("courtyard.toml").exists() else None
+            )
         document = read_toml(config_file) if config_file else {}
         core_table = {k: v for k, v in document.items() if not isinstance(v, dict)}
         settings = build_settings(cls, CORE_ENV_PREFIX, core_table, env_file, overrides)
@@ -251,9 +252,20 @@ def describe_validation_error(exc: ValidationError, env_prefix: str) -> str:
             continue
         name = f"{env_prefix}{loc[0].upper()}"
         given = err.get("input")
-        shown = "" if "secret" in loc[0] or isinstance(given, dict) else f" (got {given!r})"
+        hidden = "secret" in loc[0] or isinstance(given, dict)
+        shown = "" if hidden else f" (got {hide_password(given)!r})"
         parts.append(f"{name}: {msg}{shown}")
     return "invalid configuration: " + "; ".join(parts)
+
+
+def hide_password(value: Any) -> Any:
+    """`scheme://user:***@host/…`: a URL's password never reaches a message or a log."""
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(r"://\1:***@", value)
+    return value
+
+
+_URL_PASSWORD = re.compile(r"://([^:@/]*):[^@/]*@")
 
 
 def read_toml(path: str) -> dict[str, Any]:

@@ -1,0 +1,66 @@
+"""Run the real `courtyard` console script in a subprocess, and read the tables it prints."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+COURTYARD = Path(sys.executable).parent / "courtyard"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_courtyard(
+    *args: str,
+    cwd: Path,
+    pythonpath: Iterable[Path] = (),
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """`courtyard ARGS` with no COURTYARD_* setting inherited except those in `env`."""
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("COURTYARD_") and key != "PYTHONPATH"
+    }
+    # A wide, colourless terminal so that typer's messages are not wrapped or styled.
+    environ.update(COLUMNS="200", NO_COLOR="1", TERM="dumb")
+    # The plugin distributions, then this source tree (whatever the venv's install points at).
+    environ["PYTHONPATH"] = os.pathsep.join([*(str(p) for p in pythonpath), str(PROJECT_ROOT)])
+    environ.update(env or {})
+    return subprocess.run(
+        [str(COURTYARD), *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def parse_table(text: str) -> list[dict[str, str]]:
+    """Rows of a table printed by `core.cli.output.table`, keyed by its headers.
+
+    Columns are separated by at least two spaces; a cell never contains two spaces in a row.
+    A cell beyond the named headers (e.g. an error note) is keyed "".
+    """
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return []
+    headers = re.split(r" {2,}", lines[0].strip())
+    rows = []
+    for line in lines[1:]:
+        cells = re.split(r" {2,}", line.strip())
+        row = dict(zip(headers, cells, strict=False))
+        if len(cells) > len(headers):
+            row[""] = "  ".join(cells[len(headers) :])
+        rows.append(row)
+    return rows
+
+
+def rows_by(rows: list[dict[str, str]], column: str) -> dict[str, dict[str, str]]:
+    return {row[column]: row for row in rows}
