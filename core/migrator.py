@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic import command
+from alembic.autogenerate import produce_migrations
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
@@ -24,6 +26,7 @@ from sqlalchemy import Connection, column, inspect, select, table
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from core.db.model import metadata
 from core.kernel import Kernel
 from core.settings import ConfigurationError
 
@@ -71,7 +74,17 @@ class Migrator:
     @property
     def script(self) -> ScriptDirectory:
         if self._script is None:
-            self._script = ScriptDirectory.from_config(self.config())
+            script = ScriptDirectory.from_config(self.config())
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    script.get_heads()  # reads every plugin's revision files now
+                except CommandError as exc:
+                    raise MigrationError(f"cannot read the plugins' revisions: {exc}") from None
+                except KeyError as exc:  # Alembic warns first, then fails on the lookup
+                    reason = str(caught[-1].message) if caught else f"{exc} is not present"
+                    raise MigrationError(f"cannot read the plugins' revisions: {reason}") from None
+            self._script = script
         return self._script
 
     def table_owner(self, table_name: str) -> str | None:
@@ -212,11 +225,25 @@ class Migrator:
         created: list[Any] = []
 
         def work(connection: Connection) -> None:
+            if autogenerate and not first:
+                mine = next(
+                    s for s in self.branch_states(_current_heads(connection)) if s.plugin == plugin
+                )
+                if not mine.at_head:
+                    raise MigrationError(
+                        f"plugin {plugin!r} is at {mine.current or 'base'} in the database, "
+                        f"not at its head {mine.head}: run `courtyard db upgrade` first"
+                    )
             with self._commands(connection, plugin=plugin) as cfg:
+                if autogenerate:
+                    cfg.set_main_option("revision_environment", "true")  # runs _compare
                 result = command.revision(
                     cfg,
                     message=message,
-                    autogenerate=autogenerate,
+                    # Compared in _compare, not by Alembic's autogenerate, which insists
+                    # that every plugin's branch (even a disabled one) is at its head.
+                    autogenerate=False,
+                    process_revision_directives=_compare if autogenerate else None,
                     head="base" if first else f"{plugin}@head",
                     branch_label=plugin if first else None,
                     version_path=str(directory),
@@ -231,6 +258,16 @@ class Migrator:
         for plugin in self.kernel.plugins:
             if plugin.models:
                 plugin.resolve(plugin.models)
+
+
+def _compare(context: MigrationContext, revision: Any, directives: list[Any]) -> None:
+    """Fill a new revision with the differences between the models and the database.
+
+    The environment's `include_object` limits them to the plugin the revision is for.
+    """
+    generated = produce_migrations(context, metadata)
+    directives[0].upgrade_ops = generated.upgrade_ops
+    directives[0].downgrade_ops = generated.downgrade_ops
 
 
 def _current_heads(connection: Connection) -> tuple[str, ...]:
