@@ -271,6 +271,21 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 _SQLITE_UNAVAILABLE = ("unable to open", "database is locked", "disk I/O error")
 
 
+_DRIVER_MODULES = ("sqlalchemy.", "asyncpg.", "aiosqlite.")
+
+
+def _raised_by_database(exc: BaseException) -> bool:
+    """SQLAlchemy's errors, and the raw OSError/TimeoutError a driver raises while connecting."""
+    if isinstance(exc, sa_exc.SQLAlchemyError):
+        return True
+    tb = exc.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(_DRIVER_MODULES):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def is_database_unavailable(exc: BaseException) -> bool:
     """True when `exc` means the database cannot be reached (not a bad query)."""
     if isinstance(exc, sa_exc.TimeoutError):  # pool exhausted
@@ -290,7 +305,7 @@ def is_database_unavailable(exc: BaseException) -> bool:
 async def _unavailable_error(request: Request, exc: Exception) -> JSONResponse:
     if not is_database_unavailable(exc):
         raise exc
-    is_db = isinstance(exc, sa_exc.SQLAlchemyError)
+    is_db = _raised_by_database(exc)
     logger.warning(
         "%s unavailable [request_id=%s]: %s: %s",
         "database" if is_db else "backing service",

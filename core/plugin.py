@@ -51,7 +51,7 @@ class Plugin:
     migrations: str | None = None  # "migrations/versions", a folder inside the package
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not _NAME.fullmatch(self.name):
             raise PluginError(
                 f"plugin name {self.name!r} is invalid: use lowercase letters, digits and "
                 "underscores, starting with a letter"

@@ -29,7 +29,14 @@ def _engine_options(url: str, settings: CoreSettings) -> dict[str, Any]:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=1800,
-        connect_args={"timeout": settings.db_connect_timeout, "server_settings": server_settings},
+        connect_args={
+            "timeout": settings.db_connect_timeout,
+            # A client-side bound on every command, pre-ping included: a server that went
+            # silent (network partition) must fail the request, not hang the worker.
+            "command_timeout": (settings.db_statement_timeout or 30.0)
+            + settings.db_connect_timeout,
+            "server_settings": server_settings,
+        },
     )
     return options
 

@@ -8,16 +8,19 @@ from ulid import ULID
 
 # Crockford base32 without I, L, O, U; a 128-bit ULID's first character is at most 7.
 _ID = re.compile(r"^([a-z][a-z0-9]{0,15})_([0-7][0-9A-HJKMNP-TV-Z]{25})$")
+_PREFIX = re.compile(r"[a-z][a-z0-9]{0,15}")
 ID_MAX_LENGTH = 64
 ID_PATTERN = r"^[a-z][a-z0-9]{0,15}_[0-7][0-9A-HJKMNP-TV-Z]{25}$"
 
 
 def new_id(prefix: str) -> str:
     """A new id such as `usr_01JD8X…`; `prefix` is lowercase letters and digits."""
+    if not _PREFIX.fullmatch(prefix):
+        raise ValueError(f"id prefix {prefix!r}: use 1-16 lowercase letters/digits, letter first")
     return f"{prefix}_{ULID()}"
 
 
 def is_valid_id(value: str, prefix: str | None = None) -> bool:
     """True when `value` is a well-formed id (with `prefix`, when given)."""
-    match = _ID.match(value)
+    match = _ID.fullmatch(value)
     return bool(match) and (prefix is None or match.group(1) == prefix)  # type: ignore[union-attr]
