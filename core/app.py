@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,11 +18,13 @@ from core.health import router as health_router
 from core.hookspecs import NotReady, ReadinessCheck
 from core.kernel import Kernel
 from core.middleware import RequestContextMiddleware
-from core.migrator import Migrator
+from core.migrator import MigrationError, Migrator
 from core.plugin import Plugin, PluginError
 from core.settings import CoreSettings
 
 API_PREFIX = "/api/v1"
+
+logger = logging.getLogger("courtyard.app")
 
 
 def create_app(
@@ -45,13 +49,21 @@ def create_app(
     app.state.kernel = kernel
     app.state.database = database
     app.state.plugin_manager = kernel.pm
+    app.state.authenticators = kernel.implementations("authenticate")
     app.state.migrator = Migrator(kernel)
     app.state.readiness_checks = []
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body=kernel.settings.max_request_body)
     app.include_router(health_router)
+    mounted: dict[str, str] = {}
     for plugin in kernel.plugins:
         if plugin.router is not None:
+            if plugin.url_prefix in mounted:
+                raise PluginError(
+                    f"plugins {mounted[plugin.url_prefix]!r} and {plugin.name!r} both mount "
+                    f"routes at {API_PREFIX}/{plugin.url_prefix}"
+                )
+            mounted[plugin.url_prefix] = plugin.name
             app.include_router(
                 _build_router(plugin, kernel),
                 prefix=f"{API_PREFIX}/{plugin.url_prefix}",
@@ -63,7 +75,14 @@ def create_app(
 
 def _build_router(plugin: Plugin, kernel: Kernel) -> APIRouter:
     target = plugin.resolve(plugin.router or "")
-    router = target if isinstance(target, APIRouter) else target(kernel.container_of(plugin.name))
+    try:
+        router = (
+            target if isinstance(target, APIRouter) else target(kernel.container_of(plugin.name))
+        )
+    except Exception as exc:
+        raise PluginError(
+            f"plugin {plugin.name!r}: router {plugin.router!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(router, APIRouter):
         raise PluginError(
             f"plugin {plugin.name!r}: router {plugin.router!r} did not give an APIRouter"
@@ -76,7 +95,10 @@ def _core_checks(app: FastAPI) -> list[ReadinessCheck]:
     migrator: Migrator = app.state.migrator
 
     async def migrations() -> None:
-        behind = await migrator.pending(database.write_engine)
+        try:
+            behind = await migrator.pending(database.write_engine)
+        except MigrationError as exc:
+            raise NotReady(str(exc)) from exc
         if behind:
             raise NotReady(f"not at head: {', '.join(behind)} (run `courtyard db upgrade`)")
 
@@ -90,6 +112,10 @@ async def _maybe_await(value: Any) -> Any:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     kernel: Kernel = app.state.kernel
+    try:
+        await asyncio.to_thread(app.state.migrator.prepare)
+    except MigrationError as exc:  # reported by /health/ready; the app still serves
+        logger.error("%s", exc)
     checks = _core_checks(app)
     for name, result in kernel.call_each("register_readiness_checks"):
         for check in _as_list(result):
@@ -98,16 +124,20 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     started: list[str] = []
     try:
         for name in kernel.plugin_names:
-            for _, result in kernel.call_each("startup", only={name}, app=app):
-                try:
+            try:
+                for _, result in kernel.call_each("startup", only={name}, app=app):
                     await _maybe_await(result)
-                except Exception as exc:
-                    raise PluginError(f"plugin {name!r} failed to start: {exc}") from exc
+            except Exception as exc:
+                raise PluginError(f"plugin {name!r} failed to start: {exc}") from exc
             started.append(name)
         yield
     finally:
-        for _, result in kernel.call_each("shutdown", reverse=True, only=set(started), app=app):
-            await _maybe_await(result)
+        for name in reversed(started):
+            try:
+                for _, result in kernel.call_each("shutdown", only={name}, app=app):
+                    await _maybe_await(result)
+            except Exception as exc:  # one plugin's failure must not keep the others running
+                logger.exception("plugin %r failed to stop: %s", name, exc)
         await app.state.database.dispose()
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import sqlite3
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -19,6 +18,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.db.errors import is_database_unavailable, raised_by_database
 
 logger = logging.getLogger("courtyard.errors")
 
@@ -268,44 +269,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-_SQLITE_UNAVAILABLE = ("unable to open", "database is locked", "disk I/O error")
-
-
-_DRIVER_MODULES = ("sqlalchemy.", "asyncpg.", "aiosqlite.")
-
-
-def _raised_by_database(exc: BaseException) -> bool:
-    """SQLAlchemy's errors, and the raw OSError/TimeoutError a driver raises while connecting."""
-    if isinstance(exc, sa_exc.SQLAlchemyError):
-        return True
-    tb = exc.__traceback__
-    while tb is not None:
-        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(_DRIVER_MODULES):
-            return True
-        tb = tb.tb_next
-    return False
-
-
-def is_database_unavailable(exc: BaseException) -> bool:
-    """True when `exc` means the database cannot be reached (not a bad query)."""
-    if isinstance(exc, sa_exc.TimeoutError):  # pool exhausted
-        return True
-    if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        if isinstance(exc.orig, sqlite3.OperationalError):
-            # SQLite reports a missing table like an outage; only these mean "unreachable".
-            return any(m in str(exc.orig) for m in _SQLITE_UNAVAILABLE)
-        if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
-            return True
-        return isinstance(exc.orig, OSError | TimeoutError | ConnectionError)
-    return isinstance(exc, TimeoutError | ConnectionError | socket.gaierror)
-
-
 async def _unavailable_error(request: Request, exc: Exception) -> JSONResponse:
     if not is_database_unavailable(exc):
         raise exc
-    is_db = _raised_by_database(exc)
+    is_db = raised_by_database(exc)
     logger.warning(
         "%s unavailable [request_id=%s]: %s: %s",
         "database" if is_db else "backing service",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import pluggy
@@ -44,7 +44,13 @@ def register_hooks(pm: pluggy.PluginManager, plugin: Plugin, container: Any) -> 
     target: Any = plugin.resolve(plugin.hooks)
     if inspect.isclass(target):
         factory: Callable[[Any], Any] = target
-        target = factory(container)
+        try:
+            target = factory(container)
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {plugin.name!r}: hooks {plugin.hooks!r} failed to initialise: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
     try:
         pm.register(target, name=plugin.name)
     except pluggy.PluginValidationError as exc:
@@ -67,10 +73,17 @@ def check_undeclared_hooks(pm: pluggy.PluginManager) -> None:
                 )
 
 
+def implementations(pm: pluggy.PluginManager, hook_name: str) -> list[pluggy.HookImpl]:
+    """The implementations of `hook_name` in plugin order (pluggy's own call order).
+
+    Plugins are registered in reverse order and pluggy lists the last registered first.
+    """
+    return list(reversed(getattr(pm.hook, hook_name).get_hookimpls()))
+
+
 def call_each(
     pm: pluggy.PluginManager,
     hook_name: str,
-    order: Sequence[str],
     *,
     reverse: bool = False,
     only: Collection[str] | None = None,
@@ -81,16 +94,20 @@ def call_each(
     Unlike a plain hook call this tells which plugin returned what, so errors and readiness
     checks can name the plugin.
     """
-    rank: Mapping[str, int] = {name: i for i, name in enumerate(order)}
-    caller = getattr(pm.hook, hook_name)
-    impls = sorted(caller.get_hookimpls(), key=lambda i: rank.get(i.plugin_name, len(rank)))
+    impls = implementations(pm, hook_name)
     if reverse:
         impls.reverse()
     results = []
     for impl in impls:
-        if only is not None and impl.plugin_name not in only:
-            continue
-        function: Callable[..., Any] = impl.function
-        args = {name: kwargs[name] for name in impl.argnames}
-        results.append((impl.plugin_name, function(**args)))
+        if only is None or impl.plugin_name in only:
+            function: Callable[..., Any] = impl.function
+            results.append((impl.plugin_name, function(**{n: kwargs[n] for n in impl.argnames})))
     return results
+
+
+async def settle(results: Sequence[Any]) -> list[Any]:
+    """Await the awaitable results of a hook call, so a plugin's listeners may be async.
+
+    Emit events as `await settle(hooks.note_created(note=dto))` after the commit.
+    """
+    return [await r if inspect.isawaitable(r) else r for r in results]

@@ -65,4 +65,4 @@ def shutdown(app: FastAPI) -> Awaitable[None] | None:
 
 @hookspec(firstresult=True)
 def authenticate(request: Request) -> Principal | None:
-    """Return the Principal that `request` proves, or None to let the next authenticator try."""
+    """Return the Principal `request` proves, or None to let the next plugin try (may be async)."""

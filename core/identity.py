@@ -45,13 +45,20 @@ async def optional_principal(
     if _CACHE_KEY in state:
         cached: Principal | None = state[_CACHE_KEY]
         return cached
-    result = request.app.state.plugin_manager.hook.authenticate(request=request)
-    if inspect.isawaitable(result):
-        result = await result
-    if result is not None and not isinstance(result, Principal):
-        raise TypeError(f"authenticate hook returned {type(result).__name__}, not a Principal")
-    state[_CACHE_KEY] = result
-    return result
+    principal = None
+    # Authenticators in plugin order; the first that recognises the request wins. Walked
+    # here rather than by pluggy's firstresult so async authenticators are awaited.
+    for authenticate in request.app.state.authenticators:
+        result = authenticate(request=request)
+        if inspect.isawaitable(result):
+            result = await result
+        if result is not None:
+            if not isinstance(result, Principal):
+                raise TypeError(f"authenticate returned {type(result).__name__}, not a Principal")
+            principal = result
+            break
+    state[_CACHE_KEY] = principal
+    return principal
 
 
 async def current_principal(

@@ -6,7 +6,7 @@ Every failure is a ConfigurationError whose message is one line naming what is a
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ from core import hooks
 from core.container import RootContainer, compose, plugin_container
 from core.plugin import InstalledPlugin, Plugin, PluginError, discover, select_plugins
 from core.settings import CoreSettings, PluginSettings, load_plugin_settings
+from core.settings_check import check_unknown_settings
 
 
 @dataclass
@@ -46,6 +47,8 @@ class Kernel:
             settings.enabled_plugins,
             settings.disabled_plugins,
         )
+        settings_classes = {p.name: _settings_class(p) for p in selection.enabled}
+        check_unknown_settings(settings, selection.installed, settings_classes)
         overrides = plugin_settings or {}
         unknown = sorted(set(overrides) - {p.name for p in selection.enabled})
         if unknown:
@@ -54,15 +57,8 @@ class Kernel:
             )
         loaded: dict[str, PluginSettings] = {}
         for plugin in selection.enabled:
-            if plugin.settings is not None:
-                settings_cls = plugin.resolve(plugin.settings)
-                if not (
-                    isinstance(settings_cls, type) and issubclass(settings_cls, PluginSettings)
-                ):
-                    raise PluginError(
-                        f"plugin {plugin.name!r}: settings {plugin.settings!r} is not a "
-                        "core.settings.PluginSettings subclass"
-                    )
+            settings_cls = settings_classes[plugin.name]
+            if settings_cls is not None:
                 loaded[plugin.name] = load_plugin_settings(
                     settings_cls, plugin.name, settings, overrides.get(plugin.name)
                 )
@@ -74,7 +70,8 @@ class Kernel:
             hooks.add_plugin_hookspecs(pm, plugin)
         container = compose(settings, pm, selection.enabled, loaded)
         kernel = cls(settings, selection.installed, selection.enabled, loaded, pm, container)
-        for plugin in selection.enabled:
+        # pluggy calls the last registered first: register in reverse so calls follow plugin order.
+        for plugin in reversed(selection.enabled):
             hooks.register_hooks(pm, plugin, kernel.container_of(plugin.name))
         hooks.check_undeclared_hooks(pm)
         return kernel
@@ -104,9 +101,11 @@ class Kernel:
         **kwargs: Any,
     ) -> list[tuple[str, Any]]:
         """Call `hook_name` plugin by plugin in plugin order; (plugin, result) pairs."""
-        return hooks.call_each(
-            self.pm, hook_name, self.plugin_names, reverse=reverse, only=only, **kwargs
-        )
+        return hooks.call_each(self.pm, hook_name, reverse=reverse, only=only, **kwargs)
+
+    def implementations(self, hook_name: str) -> list[Callable[..., Any]]:
+        """The functions implementing `hook_name`, in plugin order."""
+        return [impl.function for impl in hooks.implementations(self.pm, hook_name)]
 
     def installed_plugins(self) -> list[tuple[InstalledPlugin, Plugin | None, str | None]]:
         """Every installed plugin with its descriptor (or the error loading it)."""
@@ -117,3 +116,15 @@ class Kernel:
             except PluginError as exc:
                 rows.append((item, None, str(exc)))
         return rows
+
+
+def _settings_class(plugin: Plugin) -> type[PluginSettings] | None:
+    if plugin.settings is None:
+        return None
+    settings_cls = plugin.resolve(plugin.settings)
+    if not (isinstance(settings_cls, type) and issubclass(settings_cls, PluginSettings)):
+        raise PluginError(
+            f"plugin {plugin.name!r}: settings {plugin.settings!r} is not a "
+            "core.settings.PluginSettings subclass"
+        )
+    return settings_cls

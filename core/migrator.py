@@ -23,9 +23,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, column, inspect, select, table
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.db.engine import create_engine
 from core.db.model import metadata
 from core.kernel import Kernel
 from core.settings import ConfigurationError
@@ -59,6 +59,8 @@ class Migrator:
                 self.locations[item.name] = path
         self.enabled = [p.name for p in kernel.plugins if p.name in self.locations]
         self._script: ScriptDirectory | None = None
+        self._heads: dict[str, str] | None = None
+        self._pending: dict[tuple[str, ...], list[str]] = {}
 
     # -- configuration -------------------------------------------------------------------
 
@@ -103,11 +105,14 @@ class Migrator:
 
     def heads(self) -> dict[str, str]:
         """The head revision of every installed plugin's branch."""
+        if self._heads is not None:
+            return self._heads
         out: dict[str, str] = {}
         for head in self.script.get_heads():  # includes heads another branch depends on
             revision = self.script.get_revision(head)
             if revision is not None and (owner := self.owner_of(revision)):
                 out[owner] = revision.revision
+        self._heads = out
         return out
 
     def has_branch(self, name: str) -> bool:
@@ -116,7 +121,8 @@ class Migrator:
     # -- running ---------------------------------------------------------------------------
 
     def _engine(self) -> AsyncEngine:
-        return create_async_engine(self.kernel.settings.database_url, poolclass=NullPool)
+        settings = self.kernel.settings
+        return create_engine(settings.database_url, settings, migrations=True)
 
     async def _run(self, work: Callable[[Connection], Any]) -> Any:
         engine = self._engine()
@@ -182,12 +188,12 @@ class Migrator:
         heads = self.heads()
         # alembic_version drops a revision once a revision that `depends_on` it is applied,
         # so a branch's position is its newest revision among the ancestors of the rows.
-        applied = {
-            script.revision
-            for rev in current_heads
-            for script in self.script.iterate_revisions(rev, "base")
-            if script is not None
-        }
+        applied: set[str] = set()
+        for rev in current_heads:
+            try:
+                applied.update(s.revision for s in self.script.iterate_revisions(rev, "base") if s)
+            except (CommandError, KeyError):  # a revision of a plugin no longer installed
+                continue
         by_owner: dict[str, str] = {}
         for script in self.script.walk_revisions():  # newest first
             owner = self.owner_of(script)
@@ -198,13 +204,21 @@ class Migrator:
             for name in sorted(self.locations)
         ]
 
+    def prepare(self) -> None:
+        """Read every plugin's revision files now (slow, blocking) so checks need no I/O."""
+        self.heads()
+
     async def pending(self, engine: AsyncEngine) -> list[str]:
-        """Enabled plugins whose branch is not at its head (used by /health/ready)."""
+        """Enabled plugins whose branch is not at its head (used by /health/ready).
+
+        Only `alembic_version` is read; the answer for a given set of rows is computed once.
+        """
         async with engine.connect() as connection:
             current = await connection.run_sync(_recorded_versions)
-        return [
-            s.plugin for s in self.branch_states(current) if s.enabled and s.head and not s.at_head
-        ]
+        if current not in self._pending:
+            states = self.branch_states(current)
+            self._pending[current] = [s.plugin for s in states if s.enabled and not s.at_head]
+        return self._pending[current]
 
     def history(self, plugin: str | None = None) -> list[tuple[str, Script]]:
         """(plugin, revision) pairs, newest first."""
@@ -251,7 +265,7 @@ class Migrator:
                 created.extend(result if isinstance(result, list) else [result])
 
         await self._run(work)
-        self._script = None
+        self._script, self._heads, self._pending = None, None, {}
         return Path(created[0].path)
 
     def _import_models(self) -> None:

@@ -22,7 +22,8 @@ from typing import Any
 from core.settings import ConfigurationError
 
 ENTRY_POINT_GROUP = "courtyard.plugins"
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
+_PREFIX = re.compile(r"[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*")
 
 
 class PluginError(ConfigurationError):
@@ -51,6 +52,11 @@ class Plugin:
     migrations: str | None = None  # "migrations/versions", a folder inside the package
 
     def __post_init__(self) -> None:
+        if self.prefix is not None and not _PREFIX.fullmatch(self.prefix):
+            raise PluginError(
+                f"plugin {self.name!r}: prefix {self.prefix!r} is invalid: use lowercase "
+                "letters, digits, '-' and '_', and '/' between segments"
+            )
         if not _NAME.fullmatch(self.name):
             raise PluginError(
                 f"plugin name {self.name!r} is invalid: use lowercase letters, digits and "
@@ -73,7 +79,7 @@ class Plugin:
         try:
             module = importlib.import_module(path)
             return getattr(module, attribute) if attribute else module
-        except (ImportError, AttributeError) as exc:
+        except Exception as exc:  # a plugin's import-time error is reported, never swallowed
             raise PluginError(
                 f"plugin {self.name!r}: cannot load {reference!r} from {self.package}: "
                 f"{type(exc).__name__}: {exc}"

@@ -116,8 +116,8 @@ class CoreSettings(CourtyardSettings):
     model_config = SettingsConfigDict(env_prefix=CORE_ENV_PREFIX, extra="ignore")
 
     env: Literal["development", "test", "production"] = "development"
-    database_url: str = "sqlite+aiosqlite:///./courtyard.db"
-    read_database_url: str | None = None
+    database_url: str = Field("sqlite+aiosqlite:///./courtyard.db", repr=False)
+    read_database_url: str | None = Field(None, repr=False)
     enabled_plugins: NameList | None = None
     disabled_plugins: NameList = Field(default_factory=list)
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
@@ -194,6 +194,15 @@ class CoreSettings(CourtyardSettings):
         return table if isinstance(table, Mapping) else {}
 
     @property
+    def toml_document(self) -> Mapping[str, Any]:
+        """The whole `courtyard.toml` these settings were loaded with (empty when none)."""
+        return self._toml
+
+    @property
+    def config_file(self) -> str | None:
+        return self._source_config_file
+
+    @property
     def env_file(self) -> str | None:
         """The `.env` file these settings were loaded with; plugins' settings use it too."""
         return self._source_env_file
@@ -228,7 +237,7 @@ def build_settings(
             **dict(overrides or {}),
         )
     except ValidationError as exc:
-        raise ConfigurationError(describe_validation_error(exc, env_prefix)) from None
+        raise ConfigurationError(describe_validation_error(exc, env_prefix, cls)) from None
     finally:
         _toml_table.reset(token)
 
@@ -241,7 +250,9 @@ def load_plugin_settings(
     )
 
 
-def describe_validation_error(exc: ValidationError, env_prefix: str) -> str:
+def describe_validation_error(
+    exc: ValidationError, env_prefix: str, settings_cls: type[BaseSettings]
+) -> str:
     """One line naming each offending setting by its environment variable."""
     parts = []
     for err in exc.errors():
@@ -252,20 +263,36 @@ def describe_validation_error(exc: ValidationError, env_prefix: str) -> str:
             continue
         name = f"{env_prefix}{loc[0].upper()}"
         given = err.get("input")
-        hidden = "secret" in loc[0] or isinstance(given, dict)
+        hidden = is_sensitive(settings_cls, loc[0]) or isinstance(given, dict)
         shown = "" if hidden else f" (got {hide_password(given)!r})"
         parts.append(f"{name}: {msg}{shown}")
     return "invalid configuration: " + "; ".join(parts)
 
 
 def hide_password(value: Any) -> Any:
-    """`scheme://user:***@host/…`: a URL's password never reaches a message or a log."""
-    if isinstance(value, str):
-        return _URL_PASSWORD.sub(r"://\1:***@", value)
-    return value
+    """`scheme://user:***@host/…`: a URL's password never reaches a message or a log.
+
+    Everything up to the last `@` is credentials, so a password holding `@` or `/` is
+    hidden whole.
+    """
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    scheme, _, rest = value.partition("://")
+    if "@" not in rest:
+        return value
+    credentials, _, location = rest.rpartition("@")
+    user = credentials.split(":", 1)[0] if ":" in credentials else credentials
+    return f"{scheme}://{user}:***@{location}" if ":" in credentials else value
 
 
-_URL_PASSWORD = re.compile(r"://([^:@/]*):[^@/]*@")
+_SENSITIVE_NAME = re.compile(r"secret|password|passwd|token|key|credential", re.IGNORECASE)
+
+
+def is_sensitive(settings_cls: type[BaseSettings], field_name: str) -> bool:
+    """A field whose value must never be echoed: a Secret type, or a name that says so."""
+    field = settings_cls.model_fields.get(field_name)
+    annotation = repr(field.annotation) if field is not None else ""
+    return "Secret" in annotation or bool(_SENSITIVE_NAME.search(field_name))
 
 
 def read_toml(path: str) -> dict[str, Any]:

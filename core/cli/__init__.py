@@ -11,7 +11,7 @@ from core.cli.context import CliContext
 from core.cli.db import db_app
 from core.cli.plugins import plugins_command
 from core.cli.serve import serve_command
-from core.errors import is_database_unavailable
+from core.db.errors import is_database_unavailable
 from core.kernel import Kernel
 from core.settings import ConfigurationError
 
@@ -36,6 +36,7 @@ def build_cli(context: CliContext) -> typer.Typer:
     cli.command("plugins")(plugins_command)
     cli.add_typer(db_app)
     if context._kernel is not None:
+        owners: dict[str, str] = {}
         for name, result in context._kernel.call_each("register_commands"):
             for group in result or []:
                 group_name = group.info.name if isinstance(group.info.name, str) else name
@@ -43,6 +44,12 @@ def build_cli(context: CliContext) -> typer.Typer:
                     raise ConfigurationError(
                         f"plugin {name!r} registers command {group_name!r}, which the core owns"
                     )
+                if group_name in owners:
+                    raise ConfigurationError(
+                        f"plugins {owners[group_name]!r} and {name!r} both register the "
+                        f"command group {group_name!r}"
+                    )
+                owners[group_name] = name
                 cli.add_typer(group, name=group_name)
     return cli
 

@@ -5,25 +5,35 @@ from core.db.ids import ID_PATTERN, is_valid_id, new_id
 from core.db.model import Entity, Model, UTCDateTime, id_field, metadata, utcnow
 from core.db.pagination import Page, PageParams, page_params
 from core.db.repository import BaseRepository, Slice
-from core.db.session import read_session, session, write_session
+from core.db.session import (
+    DbSession,
+    ReadSession,
+    WriteSession,
+    db_session,
+    read_session,
+    write_session,
+)
 
 __all__ = [
     "ID_PATTERN",
     "BaseRepository",
     "Database",
+    "DbSession",
     "Entity",
     "Model",
     "Page",
     "PageParams",
+    "ReadSession",
     "Slice",
     "UTCDateTime",
+    "WriteSession",
+    "db_session",
     "id_field",
     "is_valid_id",
     "metadata",
     "new_id",
     "page_params",
     "read_session",
-    "session",
     "utcnow",
     "write_session",
 ]

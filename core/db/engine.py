@@ -7,37 +7,47 @@ from typing import Any
 from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import NullPool, StaticPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.settings import CoreSettings
 
 
-def _engine_options(url: str, settings: CoreSettings) -> dict[str, Any]:
+def _engine_options(url: str, settings: CoreSettings, *, migrations: bool) -> dict[str, Any]:
+    """Pool and connection options. A migration engine keeps no pool and sets no statement
+    timeout (DDL on a large table may take long), but keeps the connect timeout.
+    """
     options: dict[str, Any] = {"pool_pre_ping": True, "echo": settings.db_echo}
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         options["connect_args"] = {"timeout": settings.db_connect_timeout}
         if parsed.database in (None, "", ":memory:"):
             options["poolclass"] = StaticPool  # one shared in-memory database
+        elif migrations:
+            options["poolclass"] = NullPool
         return options
-    server_settings = {"application_name": "courtyard"}
-    if settings.db_statement_timeout:
-        server_settings["statement_timeout"] = str(int(settings.db_statement_timeout * 1000))
-    options.update(
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout,
-        pool_recycle=1800,
-        connect_args={
-            "timeout": settings.db_connect_timeout,
-            # A client-side bound on every command, pre-ping included: a server that went
-            # silent (network partition) must fail the request, not hang the worker.
-            "command_timeout": (settings.db_statement_timeout or 30.0)
-            + settings.db_connect_timeout,
-            "server_settings": server_settings,
-        },
-    )
+    connect_args: dict[str, Any] = {
+        "timeout": settings.db_connect_timeout,
+        "server_settings": {"application_name": "courtyard"},
+    }
+    if migrations:
+        options["poolclass"] = NullPool
+    else:
+        if settings.db_statement_timeout:
+            timeout_ms = str(int(settings.db_statement_timeout * 1000))
+            connect_args["server_settings"]["statement_timeout"] = timeout_ms
+        # A client-side bound on every command, pre-ping included: a server that went
+        # silent (network partition) must fail the request, not hang the worker.
+        connect_args["command_timeout"] = (
+            settings.db_statement_timeout or 30.0
+        ) + settings.db_connect_timeout
+        options.update(
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout,
+            pool_recycle=1800,
+        )
+    options["connect_args"] = connect_args
     return options
 
 
@@ -49,8 +59,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, settings: CoreSettings) -> AsyncEngine:
-    engine = create_async_engine(url, **_engine_options(url, settings))
+def create_engine(url: str, settings: CoreSettings, *, migrations: bool = False) -> AsyncEngine:
+    """An engine for `url` configured from `settings` (see `_engine_options`)."""
+    engine = create_async_engine(url, **_engine_options(url, settings, migrations=migrations))
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
@@ -68,8 +79,11 @@ class Database:
         self.write_sessions = async_sessionmaker(
             self.write_engine, class_=AsyncSession, expire_on_commit=False
         )
+        # Reads need no transaction: autocommit saves the BEGIN and ROLLBACK round trips.
         self.read_sessions = async_sessionmaker(
-            self.read_engine, class_=AsyncSession, expire_on_commit=False
+            self.read_engine.execution_options(isolation_level="AUTOCOMMIT"),
+            class_=AsyncSession,
+            expire_on_commit=False,
         )
 
     @property

@@ -7,8 +7,9 @@ returns early costs nothing. Services commit; an uncommitted session is rolled b
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.db.engine import Database
@@ -33,9 +34,17 @@ async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def session(request: Request) -> AsyncIterator[AsyncSession]:
+async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A read session for GET/HEAD/OPTIONS, a write session for every other method."""
     database = database_of(request)
     factory = database.read_sessions if request.method in SAFE_METHODS else database.write_sessions
     async with factory() as db_session:
         yield db_session
+
+
+# The usual way to ask for a session. `scope="function"` closes it (returning its
+# connection to the pool) as soon as the route returns, not after a slow client has read
+# the whole response.
+ReadSession = Annotated[AsyncSession, Depends(read_session, scope="function")]
+WriteSession = Annotated[AsyncSession, Depends(write_session, scope="function")]
+DbSession = Annotated[AsyncSession, Depends(db_session, scope="function")]

@@ -73,14 +73,18 @@ async def test_plugin_setting_from_the_environment_is_enforced(
         assert too_long.json()["code"] == "alpha.name_too_long"
 
 
-def test_a_core_setting_does_not_leak_into_a_plugins_namespace(
+def test_a_plugin_setting_without_its_namespace_is_an_unknown_setting(
     main_plugins: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """COURTYARD_GREETING is not alpha's setting; only COURTYARD_ALPHA__GREETING is."""
+    """COURTYARD_GREETING is not alpha's setting (only COURTYARD_ALPHA__GREETING is): a
+    misplaced name is reported rather than silently ignored."""
     monkeypatch.setenv("COURTYARD_GREETING", "wrong")
+    with pytest.raises(ConfigurationError, match="unknown setting COURTYARD_GREETING"):
+        Kernel.build(CoreSettings.load())
+    monkeypatch.delenv("COURTYARD_GREETING")
     monkeypatch.setenv("COURTYARD_BETA__GREETING", "wrong too")
-    kernel = Kernel.build(CoreSettings.load())
-    assert kernel.plugin_settings["alpha"].greeting == "hello"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigurationError, match="plugin 'beta' has no setting 'greeting'"):
+        Kernel.build(CoreSettings.load())
 
 
 # -- sources and precedence ----------------------------------------------------------------

@@ -1,0 +1,62 @@
+"""Telling "the database cannot be reached" (503) apart from "this query is wrong" (500)."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+
+from sqlalchemy import exc as sa_exc
+
+# SQLite reports a missing table like an outage; only these mean "unreachable".
+_SQLITE_UNAVAILABLE = ("unable to open", "database is locked", "disk I/O error")
+
+# PostgreSQL SQLSTATE classes meaning the server cannot serve us now: connection exception
+# (08), invalid authorization (28), database does not exist (3D), insufficient resources
+# such as too many connections (53), operator intervention: shutdown, cannot connect now,
+# statement timeout (57).
+_PG_UNAVAILABLE = ("08", "28", "3D", "53", "57")
+
+_DRIVER_MODULES = ("sqlalchemy.", "asyncpg.", "aiosqlite.")
+
+
+def _sqlstate(error: BaseException | None) -> str | None:
+    """The SQLSTATE of a driver error, looking through SQLAlchemy's adaptation layer."""
+    while error is not None:
+        state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        if isinstance(state, str):
+            return state
+        error = error.__cause__
+    return None
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means the database cannot be reached (not a bad query)."""
+    if isinstance(exc, sa_exc.TimeoutError):  # pool exhausted
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        if isinstance(exc.orig, sqlite3.OperationalError):
+            return any(m in str(exc.orig) for m in _SQLITE_UNAVAILABLE)
+        state = _sqlstate(exc.orig)
+        if state is not None:
+            return state.startswith(_PG_UNAVAILABLE)
+        if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+            return True
+        return isinstance(exc.orig, OSError | TimeoutError | ConnectionError)
+    return isinstance(exc, TimeoutError | ConnectionError | socket.gaierror)
+
+
+def raised_by_database(exc: BaseException) -> bool:
+    """SQLAlchemy's errors, and the raw OSError/TimeoutError a driver raises while connecting.
+
+    asyncpg's connect errors reach us unwrapped; the traceback tells where they came from.
+    """
+    if isinstance(exc, sa_exc.SQLAlchemyError):
+        return True
+    tb = exc.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(_DRIVER_MODULES):
+            return True
+        tb = tb.tb_next
+    return False
