@@ -18,7 +18,6 @@ Tests override any provider (`root.<plugin>.<provider>.override(...)`) instead o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from operator import attrgetter
 from typing import Any
 
 import pluggy
@@ -35,8 +34,6 @@ class RootContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=CoreSettings)
     hooks: providers.Dependency[Any] = providers.Dependency()
     database = providers.Singleton(Database, settings=settings)
-    write_sessions = providers.Callable(attrgetter("write_sessions"), database)
-    read_sessions = providers.Callable(attrgetter("read_sessions"), database)
 
 
 def compose(

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from core.db.errors import is_database_unavailable, raised_by_database
 
@@ -92,7 +93,7 @@ class TooManyRequestsError(AppError):
 
 
 class ServiceUnavailableError(AppError):
-    status, code = 503, "core.unavailable"
+    status, code = 503, "core.service_unavailable"
 
     def __init__(self, detail: str, *, retry_after: int = 5, **kwargs: Any) -> None:
         kwargs.setdefault("headers", {"Retry-After": str(retry_after)})
@@ -136,7 +137,7 @@ class ValidationProblem(Problem):
     errors: list[FieldError]
 
 
-_HTTP_CODES: dict[int, str] = {
+HTTP_CODES: dict[int, str] = {
     400: "core.bad_request",
     401: "core.unauthorized",
     403: "core.forbidden",
@@ -149,7 +150,7 @@ _HTTP_CODES: dict[int, str] = {
     422: "core.validation_error",
     429: "core.rate_limited",
     500: "core.internal_error",
-    503: "core.unavailable",
+    503: "core.service_unavailable",
 }
 
 
@@ -216,9 +217,11 @@ def _field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
         loc = [p for p in err.get("loc", ()) if isinstance(p, str | int)]
         # Drop the source ("body", "query", ...) so `field` is what the client sent.
         path = loc[1:] if loc and loc[0] in {"body", "query", "path", "header", "cookie"} else loc
+        if err.get("type") == "json_invalid":
+            path = []  # the position inside the JSON text is no field: name the body
         out.append(
             {
-                "field": ".".join(str(p) for p in path) or (str(loc[0]) if loc else ""),
+                "field": ".".join(str(p) for p in path) or (str(loc[0]) if loc else "body"),
                 "loc": loc,
                 "message": str(err.get("msg", "invalid")),
                 "type": str(err.get("type", "value_error")),
@@ -258,15 +261,29 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else _title(status)
     if status == 404 and detail == "Not Found":
         detail = f"No resource at {request.url.path}"
-    if status == 405 and detail == "Method Not Allowed":
-        detail = f"Method {request.method} is not allowed on {request.url.path}"
+    headers = dict(exc.headers or {})
+    if status == 405:
+        allowed = _allowed_methods(request)
+        if allowed:
+            headers["Allow"] = ", ".join(allowed)
+        if detail == "Method Not Allowed":
+            detail = f"Method {request.method} is not allowed on {request.url.path}"
     return problem_response(
         request,
         status=status,
-        code=_HTTP_CODES.get(status, f"core.http_{status}"),
+        code=HTTP_CODES.get(status, f"core.http_{status}"),
         detail=detail,
-        headers=exc.headers,
+        headers=headers,
     )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _unavailable_error(request: Request, exc: Exception) -> JSONResponse:

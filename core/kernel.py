@@ -80,12 +80,6 @@ class Kernel:
     def plugin_names(self) -> list[str]:
         return [p.name for p in self.plugins]
 
-    def plugin(self, name: str) -> Plugin:
-        for plugin in self.plugins:
-            if plugin.name == name:
-                return plugin
-        raise PluginError(f"plugin {name!r} is not enabled")
-
     def container_of(self, name: str) -> Any:
         """The container of enabled plugin `name` (one instance per kernel)."""
         if name not in self._containers:

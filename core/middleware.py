@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.errors import PROBLEM_JSON, RequestBodyTooLarge, problem_body
+from core.errors import HTTP_CODES, PROBLEM_JSON, RequestBodyTooLarge, problem_body
 from core.logging import request_id_var
 
 logger = logging.getLogger("courtyard.request")
@@ -59,7 +59,10 @@ class RequestContextMiddleware:
 
         try:
             length = _header(scope, b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.max_body:
+            if length is not None and not (length.isascii() and length.isdigit()):
+                await self._problem(scope, send_with_id, 400, "Content-Length must be digits")
+                return
+            if length is not None and int(length) > self.max_body:
                 await self._problem(
                     scope, send_with_id, 413, RequestBodyTooLarge(self.max_body).detail
                 )
@@ -70,7 +73,7 @@ class RequestContextMiddleware:
                 raise
             await self._problem(scope, send_with_id, 413, exc.detail)
         except Exception:
-            logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            logger.exception("unhandled error on %s %r", scope.get("method"), scope.get("path"))
             if started:
                 raise
             await self._problem(scope, send_with_id, 500, "An unexpected error occurred")
@@ -94,10 +97,9 @@ class RequestContextMiddleware:
         return receive_limited
 
     async def _problem(self, scope: Scope, send: Send, status: int, detail: str) -> None:
-        code = {413: "core.payload_too_large", 500: "core.internal_error"}[status]
         body: dict[str, Any] = problem_body(
             status=status,
-            code=code,
+            code=HTTP_CODES[status],
             detail=detail,
             instance=scope.get("path"),
             request_id=scope["state"]["request_id"],

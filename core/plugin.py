@@ -155,9 +155,6 @@ class Selection:
     installed: dict[str, InstalledPlugin]
     enabled: list[Plugin] = field(default_factory=list)
 
-    def is_enabled(self, name: str) -> bool:
-        return any(p.name == name for p in self.enabled)
-
 
 def _check_duplicates(installed: Sequence[InstalledPlugin]) -> dict[str, InstalledPlugin]:
     by_name: dict[str, InstalledPlugin] = {}

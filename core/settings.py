@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import (
     Field,
@@ -160,10 +160,6 @@ class CoreSettings(CourtyardSettings):
             )
         return self
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
     @classmethod
     def load(
         cls,
@@ -210,8 +206,6 @@ class CoreSettings(CourtyardSettings):
 
 class PluginSettings(CourtyardSettings):
     """Base class for a plugin's settings; the core binds it to `COURTYARD_<NAME>__`."""
-
-    plugin_name: ClassVar[str] = ""
 
 
 def plugin_env_prefix(name: str) -> str:

@@ -90,10 +90,6 @@ class Database:
     def has_replica(self) -> bool:
         return self.read_engine is not self.write_engine
 
-    @property
-    def dialect(self) -> str:
-        return self.write_engine.dialect.name
-
     async def ping(self) -> None:
         """Run `SELECT 1` on every engine; raises when one cannot be reached."""
         engines = [self.write_engine] + ([self.read_engine] if self.has_replica else [])

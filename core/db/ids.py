@@ -6,11 +6,15 @@ import re
 
 from ulid import ULID
 
+_PREFIX_PATTERN = r"[a-z][a-z0-9]{0,15}"
 # Crockford base32 without I, L, O, U; a 128-bit ULID's first character is at most 7.
-_ID = re.compile(r"^([a-z][a-z0-9]{0,15})_([0-7][0-9A-HJKMNP-TV-Z]{25})$")
-_PREFIX = re.compile(r"[a-z][a-z0-9]{0,15}")
+_ULID_PATTERN = r"[0-7][0-9A-HJKMNP-TV-Z]{25}"
+
 ID_MAX_LENGTH = 64
-ID_PATTERN = r"^[a-z][a-z0-9]{0,15}_[0-7][0-9A-HJKMNP-TV-Z]{25}$"
+ID_PATTERN = rf"^{_PREFIX_PATTERN}_{_ULID_PATTERN}$"  # for OpenAPI / Query(pattern=...)
+
+_PREFIX = re.compile(_PREFIX_PATTERN)
+_ID = re.compile(rf"({_PREFIX_PATTERN})_{_ULID_PATTERN}")
 
 
 def new_id(prefix: str) -> str:
@@ -23,4 +27,4 @@ def new_id(prefix: str) -> str:
 def is_valid_id(value: str, prefix: str | None = None) -> bool:
     """True when `value` is a well-formed id (with `prefix`, when given)."""
     match = _ID.fullmatch(value)
-    return bool(match) and (prefix is None or match.group(1) == prefix)  # type: ignore[union-attr]
+    return match is not None and (prefix is None or match.group(1) == prefix)
