@@ -29,7 +29,6 @@ def test_plugin_gets_its_settings_hooks_and_required_container(main_plugins):
     assert alpha.hooks() is kernel.pm.hook
     # beta declares `alpha = providers.DependenciesContainer()`: it receives alpha's container.
     assert beta.alpha.settings() is kernel.plugin_settings["alpha"]
-    assert kernel.container.database() is kernel.container.database()  # one engine pair
 
 
 def test_each_app_has_its_own_container_and_plugin_manager(main_plugins):

@@ -183,7 +183,7 @@ async def test_unhandled_exception_is_a_500_without_internals(
     http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR)
-    caplog.handler.addFilter(RequestIdFilter())  # as `configure_logging` does in production
+    caplog.handler.addFilter(RequestIdFilter())  # as `courtyard serve` does in production
     response = await http.get("/api/v1/alpha/boom", headers={"x-request-id": "boom-req-1"})
 
     body = assert_problem(response, 500, "core.internal_error")

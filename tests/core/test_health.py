@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -146,13 +145,12 @@ if "postgresql" in backends():
                     finally:
                         await proxy.restore()  # so that shutdown can close its connections
 
-    async def timed(request: Awaitable[httpx.Response]) -> tuple[httpx.Response, float]:
-        started = time.monotonic()
+    async def answered(request: Awaitable[httpx.Response]) -> httpx.Response:
+        """The response, which must come at all: a generous bound, not a speed target."""
         try:
-            response = await asyncio.wait_for(request, 10)
+            return await asyncio.wait_for(request, timeout=15)
         except TimeoutError:
             pytest.fail("the request hung instead of answering 503 while the database was lost")
-        return response, time.monotonic() - started
 
     @pytest.mark.postgres
     async def test_ready_503_while_postgres_is_down_then_200(
@@ -162,9 +160,7 @@ if "postgresql" in backends():
         assert_ready(await client.get(READY))
 
         await proxy.cut()
-        response, elapsed = await timed(client.get(READY))
-        assert_not_ready(response, "database", "migrations")
-        assert elapsed < 3
+        assert_not_ready(await answered(client.get(READY)), "database", "migrations")
 
         await proxy.restore()
         assert_ready(await client.get(READY))
@@ -185,10 +181,9 @@ if "postgresql" in backends():
             lambda: client.post(ITEMS, json={"name": "during"}),
         ]
         for request in requests:
-            response, elapsed = await timed(request())
+            response = await answered(request())
             assert response.status_code == 503, response.text
             assert int(response.headers["retry-after"]) > 0
-            assert elapsed < 3
             lost.append(response)
 
         await proxy.restore()
@@ -210,13 +205,10 @@ if "postgresql" in backends():
         assert (await client.get(ITEMS)).status_code == 200  # a pooled connection exists
 
         await proxy.partition()
-        response, elapsed = await timed(client.get(ITEMS))
+        response = await answered(client.get(ITEMS))
         assert response.status_code == 503, response.text
         assert int(response.headers["retry-after"]) > 0
-        assert elapsed < 8
-        ready, ready_elapsed = await timed(client.get(READY))
-        assert_not_ready(ready, "database", "migrations")
-        assert ready_elapsed < 3
+        assert_not_ready(await answered(client.get(READY)), "database", "migrations")
 
         await proxy.restore()
         assert (await client.get(ITEMS)).status_code == 200

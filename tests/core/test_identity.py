@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 from core.app import create_app
-from core.identity import Principal
 from tests.conftest import make_settings, running
 from tests.support.problems import assert_problem
 
@@ -109,13 +108,6 @@ async def test_required_role_lets_the_caller_through(trusting: httpx.AsyncClient
     response = await trusting.get(ADMIN_ONLY, headers={"x-test-user": "usr_x:admin,other"})
     assert response.status_code == 200, response.text
     assert response.json() == {"user_id": "usr_x"}
-
-
-def test_principal_roles() -> None:
-    principal = Principal(user_id="usr_x", roles=frozenset({"admin"}), session_id="ses_1")
-    assert principal.has_role("admin")
-    assert not principal.has_role("Admin")
-    assert not Principal(user_id="usr_y").has_role("admin")
 
 
 # -- OpenAPI: Swagger's "Authorize" button -----------------------------------------------------
