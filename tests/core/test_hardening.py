@@ -1,5 +1,5 @@
-"""Behaviours settled in code review: authenticators in plugin order, clashes between plugins,
-configuration typos, secrets in messages, HTTP edge cases and sessions given back.
+"""Hardening: authenticators in plugin order, clashes between plugins, configuration
+typos, secrets in messages, HTTP edge cases and sessions given back.
 
 Everything runs against the installed test plugins and real databases (SQLite, and
 PostgreSQL when COURTYARD_TEST_DATABASE_URL is set).
