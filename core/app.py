@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,6 +14,7 @@ from core import __version__
 from core.db.engine import Database
 from core.errors import install_error_handlers, problem_responses
 from core.health import router as health_router
+from core.hooks import settle
 from core.hookspecs import NotReady, ReadinessCheck
 from core.kernel import Kernel
 from core.middleware import RequestContextMiddleware
@@ -105,10 +105,6 @@ def _core_checks(app: FastAPI) -> list[ReadinessCheck]:
     return [ReadinessCheck("database", database.ping), ReadinessCheck("migrations", migrations)]
 
 
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     kernel: Kernel = app.state.kernel
@@ -118,15 +114,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.error("%s", exc)
     checks = _core_checks(app)
     for name, result in kernel.call_each("register_readiness_checks"):
-        for check in _as_list(result):
+        for check in result or []:
             checks.append(ReadinessCheck(f"{name}.{check.name}", check.check))
     app.state.readiness_checks = checks
     started: list[str] = []
     try:
         for name in kernel.plugin_names:
             try:
-                for _, result in kernel.call_each("startup", only={name}, app=app):
-                    await _maybe_await(result)
+                await settle([r for _, r in kernel.call_each("startup", only={name}, app=app)])
             except Exception as exc:
                 raise PluginError(f"plugin {name!r} failed to start: {exc}") from exc
             started.append(name)
@@ -134,12 +129,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         for name in reversed(started):
             try:
-                for _, result in kernel.call_each("shutdown", only={name}, app=app):
-                    await _maybe_await(result)
+                await settle([r for _, r in kernel.call_each("shutdown", only={name}, app=app)])
             except Exception as exc:  # one plugin's failure must not keep the others running
                 logger.exception("plugin %r failed to stop: %s", name, exc)
         await app.state.database.dispose()
-
-
-def _as_list(value: Iterable[ReadinessCheck] | None) -> list[ReadinessCheck]:
-    return list(value or [])

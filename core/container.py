@@ -47,14 +47,7 @@ def compose(
     for plugin in plugins:
         if plugin.container is None:
             continue
-        container_cls = plugin.resolve(plugin.container)
-        if not (
-            isinstance(container_cls, type) and issubclass(container_cls, containers.Container)
-        ):
-            raise PluginError(
-                f"plugin {plugin.name!r}: container {plugin.container!r} is not a "
-                "dependency-injector container class"
-            )
+        container_cls = plugin.resolve_class(plugin.container, containers.Container, "container")
         offered: dict[str, Any] = {
             "settings": providers.Object(plugin_settings.get(plugin.name)),
             "core_settings": root.settings,

@@ -85,7 +85,6 @@ def call_each(
     pm: pluggy.PluginManager,
     hook_name: str,
     *,
-    reverse: bool = False,
     only: Collection[str] | None = None,
     **kwargs: Any,
 ) -> list[tuple[str, Any]]:
@@ -94,11 +93,8 @@ def call_each(
     Unlike a plain hook call this tells which plugin returned what, so errors and readiness
     checks can name the plugin.
     """
-    impls = implementations(pm, hook_name)
-    if reverse:
-        impls.reverse()
     results = []
-    for impl in impls:
+    for impl in implementations(pm, hook_name):
         if only is None or impl.plugin_name in only:
             function: Callable[..., Any] = impl.function
             results.append((impl.plugin_name, function(**{n: kwargs[n] for n in impl.argnames})))

@@ -7,7 +7,7 @@ Every failure is a ConfigurationError whose message is one line naming what is a
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pluggy
@@ -27,7 +27,6 @@ class Kernel:
     plugin_settings: dict[str, PluginSettings]
     pm: pluggy.PluginManager
     container: RootContainer
-    _containers: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -82,20 +81,17 @@ class Kernel:
 
     def container_of(self, name: str) -> Any:
         """The container of enabled plugin `name` (one instance per kernel)."""
-        if name not in self._containers:
-            self._containers[name] = plugin_container(self.container, name)
-        return self._containers[name]
+        return plugin_container(self.container, name)
 
     def call_each(
         self,
         hook_name: str,
         *,
-        reverse: bool = False,
         only: Collection[str] | None = None,
         **kwargs: Any,
     ) -> list[tuple[str, Any]]:
         """Call `hook_name` plugin by plugin in plugin order; (plugin, result) pairs."""
-        return hooks.call_each(self.pm, hook_name, reverse=reverse, only=only, **kwargs)
+        return hooks.call_each(self.pm, hook_name, only=only, **kwargs)
 
     def implementations(self, hook_name: str) -> list[Callable[..., Any]]:
         """The functions implementing `hook_name`, in plugin order."""
@@ -115,10 +111,4 @@ class Kernel:
 def _settings_class(plugin: Plugin) -> type[PluginSettings] | None:
     if plugin.settings is None:
         return None
-    settings_cls = plugin.resolve(plugin.settings)
-    if not (isinstance(settings_cls, type) and issubclass(settings_cls, PluginSettings)):
-        raise PluginError(
-            f"plugin {plugin.name!r}: settings {plugin.settings!r} is not a "
-            "core.settings.PluginSettings subclass"
-        )
-    return settings_cls
+    return plugin.resolve_class(plugin.settings, PluginSettings, "settings")

@@ -19,17 +19,18 @@ from core.logging import request_id_var
 
 logger = logging.getLogger("courtyard.request")
 
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def _request_headers(scope: Scope) -> tuple[str | None, str | None]:
+    """`X-Request-ID` and `Content-Length` (first of each), in one pass over the headers."""
+    request_id = length = None
     for key, value in scope["headers"]:
-        if key == name:
-            try:
-                return str(value.decode("latin-1"))
-            except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes any byte
-                return None
-    return None
+        if key == b"x-request-id" and request_id is None:
+            request_id = value.decode("latin-1")
+        elif key == b"content-length" and length is None:
+            length = value.decode("latin-1")
+    return request_id, length
 
 
 class RequestContextMiddleware:
@@ -41,7 +42,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = _header(scope, b"x-request-id")
+        incoming, length = _request_headers(scope)
         request_id = (
             incoming if incoming and _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         )
@@ -58,7 +59,6 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            length = _header(scope, b"content-length")
             if length is not None and not (length.isascii() and length.isdigit()):
                 await self._problem(scope, send_with_id, 400, "Content-Length must be digits")
                 return

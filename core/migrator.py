@@ -57,6 +57,7 @@ class Migrator:
             path = plugin.migrations_path() if plugin else None
             if path is not None:
                 self.locations[item.name] = path
+        self._resolved = {name: path.resolve() for name, path in self.locations.items()}
         self.enabled = [p.name for p in kernel.plugins if p.name in self.locations]
         self._script: ScriptDirectory | None = None
         self._heads: dict[str, str] | None = None
@@ -64,8 +65,8 @@ class Migrator:
 
     # -- configuration -------------------------------------------------------------------
 
-    def config(self, *, stdout: Any = None) -> Config:
-        cfg = Config(stdout=stdout or io.StringIO())
+    def config(self) -> Config:
+        cfg = Config(stdout=io.StringIO())
         cfg.set_main_option("script_location", str(ENV_DIR))
         cfg.set_main_option("path_separator", "os")
         existing = [str(p) for p in self.locations.values() if p.is_dir()]
@@ -97,11 +98,10 @@ class Migrator:
         return max(owners, key=len) if owners else None
 
     def owner_of(self, revision: Script) -> str | None:
-        path = Path(revision.path).resolve()
-        for name, location in self.locations.items():
-            if location.resolve() in path.parents:
-                return name
-        return None
+        parents = Path(revision.path).resolve().parents
+        return next(
+            (name for name, location in self._resolved.items() if location in parents), None
+        )
 
     def heads(self) -> dict[str, str]:
         """The head revision of every installed plugin's branch."""

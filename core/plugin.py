@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from core.settings import ConfigurationError
 
 ENTRY_POINT_GROUP = "courtyard.plugins"
+T = TypeVar("T")
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
 _PREFIX = re.compile(r"[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*")
 
@@ -84,6 +85,16 @@ class Plugin:
                 f"plugin {self.name!r}: cannot load {reference!r} from {self.package}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+
+    def resolve_class(self, reference: str, base: type[T], kind: str) -> type[T]:
+        """Resolve `reference` to a subclass of `base`; `kind` names it in the error."""
+        target = self.resolve(reference)
+        if not (isinstance(target, type) and issubclass(target, base)):
+            raise PluginError(
+                f"plugin {self.name!r}: {kind} {reference!r} is not a "
+                f"{base.__module__}.{base.__qualname__} subclass"
+            )
+        return target
 
     def migrations_path(self) -> Path | None:
         if self.migrations is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
@@ -78,10 +79,17 @@ def history(
     """List revisions, newest first."""
     _, migrator = _migrator(ctx)
     rows = [
-        [owner, s.revision, ", ".join(s._versioned_down_revisions) or "base", s.doc or ""]
+        [owner, s.revision, _down(s.down_revision), s.doc or ""]
         for owner, s in migrator.history(plugin)
     ]
     table(["PLUGIN", "REVISION", "DOWN", "MESSAGE"], rows)
+
+
+def _down(down_revision: str | Sequence[str] | None) -> str:
+    """A revision's parents as shown in `db history` ("base" for a branch's first)."""
+    if isinstance(down_revision, str):
+        return down_revision
+    return ", ".join(down_revision or ()) or "base"
 
 
 @db_app.command()
