@@ -50,6 +50,7 @@ def create_app(
     app.state.database = database
     app.state.plugin_manager = kernel.pm
     app.state.authenticators = kernel.implementations("authenticate")
+    app.state.principal_checks = kernel.implementations("check_principal")
     app.state.migrator = Migrator(kernel)
     app.state.readiness_checks = []
     install_error_handlers(app)

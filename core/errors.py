@@ -76,6 +76,18 @@ class ConflictError(AppError):
     status, code = 409, "core.conflict"
 
 
+class InvalidInputError(AppError):
+    """A 422 naming the offending field, for rules only a service can check (a configured
+    limit, a value that must be unique...). Same body as a request validation error."""
+
+    status, code = 422, "core.validation_error"
+
+    def __init__(self, field: str, message: str, *, kind: str = "value_error", **kwargs: Any):
+        error = {"field": field, "loc": ["body", *field.split(".")], "message": message}
+        kwargs.setdefault("extra", {"errors": [{**error, "type": kind}]})
+        super().__init__(f"Invalid input: {field}", **kwargs)
+
+
 class PayloadTooLargeError(AppError):
     status, code = 413, "core.payload_too_large"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -10,6 +11,8 @@ import pluggy
 
 from core import hookspecs
 from core.plugin import Plugin, PluginError
+
+logger = logging.getLogger("courtyard.events")
 
 
 def new_plugin_manager() -> pluggy.PluginManager:
@@ -74,11 +77,13 @@ def check_undeclared_hooks(pm: pluggy.PluginManager) -> None:
 
 
 def implementations(pm: pluggy.PluginManager, hook_name: str) -> list[pluggy.HookImpl]:
-    """The implementations of `hook_name` in plugin order (pluggy's own call order).
+    """The implementations of `hook_name` in plugin order (pluggy's own call order)."""
+    return _in_plugin_order(getattr(pm.hook, hook_name))
 
-    Plugins are registered in reverse order and pluggy lists the last registered first.
-    """
-    return list(reversed(getattr(pm.hook, hook_name).get_hookimpls()))
+
+def _in_plugin_order(caller: pluggy.HookCaller) -> list[pluggy.HookImpl]:
+    # Plugins are registered in reverse order and pluggy lists the last registered first.
+    return list(reversed(caller.get_hookimpls()))
 
 
 def call_each(
@@ -107,3 +112,20 @@ async def settle(results: Sequence[Any]) -> list[Any]:
     Emit events as `await settle(hooks.note_created(note=dto))` after the commit.
     """
     return [await r if inspect.isawaitable(r) else r for r in results]
+
+
+async def emit(event: pluggy.HookCaller, **kwargs: Any) -> None:
+    """Deliver an event to every listener, in plugin order, awaiting async ones.
+
+    A listener that raises is logged (with the request id and the plugin's name) and the
+    next one still runs: an event reports something that already happened, so a failing
+    listener never undoes it. Call it after the commit, e.g.
+    `session.after_commit(lambda: emit(hooks.note_created, note=dto))`.
+    """
+    for impl in _in_plugin_order(event):
+        try:
+            result = impl.function(**{name: kwargs[name] for name in impl.argnames})
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("plugin %r failed handling event %r", impl.plugin_name, event.name)

@@ -66,3 +66,12 @@ def shutdown(app: FastAPI) -> Awaitable[None] | None:
 @hookspec(firstresult=True)
 def authenticate(request: Request) -> Principal | None:
     """Return the Principal `request` proves, or None to let the next plugin try (may be async)."""
+
+
+@hookspec
+def check_principal(request: Request, principal: Principal) -> Principal | None:
+    """Return `principal` as it stands now (e.g. with current roles), or None if it may not act.
+
+    Called for every authenticated request, in plugin order, each check getting the previous
+    one's result; None from any check makes the request unauthenticated (401). May be async.
+    """

@@ -2,7 +2,9 @@
 
 The core decides *who*, never *how*: the `authenticate(request)` hook (firstresult) is
 implemented by plugins such as `auth` (JWT) or an API-key plugin. With no authenticator,
-every protected route answers 401.
+every protected route answers 401. Once a request is authenticated, the `check_principal`
+hooks may refresh or reject the principal (the `user` plugin rejects deactivated and
+deleted accounts and applies their current role), so a token cannot outlive the account.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -45,20 +47,39 @@ async def optional_principal(
     if _CACHE_KEY in state:
         cached: Principal | None = state[_CACHE_KEY]
         return cached
-    principal = None
+    principal = await _authenticate(request)
+    if principal is not None:
+        principal = await _check(request, principal)
+    state[_CACHE_KEY] = principal
+    return principal
+
+
+async def _authenticate(request: Request) -> Principal | None:
     # Authenticators in plugin order; the first that recognises the request wins. Walked
     # here rather than by pluggy's firstresult so async authenticators are awaited.
     for authenticate in request.app.state.authenticators:
-        result = authenticate(request=request)
-        if inspect.isawaitable(result):
-            result = await result
+        result = await _resolved(authenticate(request=request), "authenticate")
         if result is not None:
-            if not isinstance(result, Principal):
-                raise TypeError(f"authenticate returned {type(result).__name__}, not a Principal")
-            principal = result
-            break
-    state[_CACHE_KEY] = principal
-    return principal
+            return result
+    return None
+
+
+async def _check(request: Request, principal: Principal) -> Principal | None:
+    """Let every `check_principal` confirm (or refresh) the principal; None rejects it."""
+    checked: Principal | None = principal
+    for check in request.app.state.principal_checks:
+        checked = await _resolved(check(request=request, principal=checked), "check_principal")
+        if checked is None:
+            return None
+    return checked
+
+
+async def _resolved(result: Any, hook: str) -> Principal | None:
+    if inspect.isawaitable(result):
+        result = await result
+    if result is not None and not isinstance(result, Principal):
+        raise TypeError(f"{hook} returned {type(result).__name__}, not a Principal")
+    return result
 
 
 async def current_principal(

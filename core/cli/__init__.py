@@ -12,6 +12,7 @@ from core.cli.db import db_app
 from core.cli.plugins import plugins_command
 from core.cli.serve import serve_command
 from core.db.errors import is_database_unavailable
+from core.errors import AppError
 from core.kernel import Kernel
 from core.settings import ConfigurationError
 
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         build_cli(context)(args=args, prog_name="courtyard")
     except ConfigurationError as exc:
         _fail(str(exc))
+    except AppError as exc:  # a command refused by a plugin's rules: unknown email, conflict…
+        _fail(exc.detail, status=1)
     except (SQLAlchemyError, OSError) as exc:
         if not is_database_unavailable(exc):
             raise
@@ -83,6 +86,6 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, *, status: int = 2) -> None:
     typer.echo(f"courtyard: error: {message}", err=True)
-    sys.exit(2)
+    sys.exit(status)

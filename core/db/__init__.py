@@ -13,9 +13,11 @@ from core.db.session import (
     read_session,
     write_session,
 )
+from core.db.unit_of_work import AppSession
 
 __all__ = [
     "ID_PATTERN",
+    "AppSession",
     "BaseRepository",
     "Database",
     "DbSession",

@@ -8,8 +8,8 @@ from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool, StaticPool
-from sqlmodel.ext.asyncio.session import AsyncSession
 
+from core.db.unit_of_work import AppSession
 from core.settings import CoreSettings
 
 
@@ -77,12 +77,12 @@ class Database:
         else:
             self.read_engine = self.write_engine
         self.write_sessions = async_sessionmaker(
-            self.write_engine, class_=AsyncSession, expire_on_commit=False
+            self.write_engine, class_=AppSession, expire_on_commit=False
         )
         # Reads need no transaction: autocommit saves the BEGIN and ROLLBACK round trips.
         self.read_sessions = async_sessionmaker(
             self.read_engine.execution_options(isolation_level="AUTOCOMMIT"),
-            class_=AsyncSession,
+            class_=AppSession,
             expire_on_commit=False,
         )
 

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.db.engine import Database
+from core.db.unit_of_work import AppSession
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -22,19 +22,19 @@ def database_of(request: Request) -> Database:
     return database
 
 
-async def write_session(request: Request) -> AsyncIterator[AsyncSession]:
+async def write_session(request: Request) -> AsyncIterator[AppSession]:
     """A session on the primary, for unsafe methods and reads that must see own writes."""
     async with database_of(request).write_sessions() as session:
         yield session
 
 
-async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
+async def read_session(request: Request) -> AsyncIterator[AppSession]:
     """A session on the replica (the primary when no replica is configured)."""
     async with database_of(request).read_sessions() as session:
         yield session
 
 
-async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
+async def db_session(request: Request) -> AsyncIterator[AppSession]:
     """A read session for GET/HEAD/OPTIONS, a write session for every other method."""
     database = database_of(request)
     factory = database.read_sessions if request.method in SAFE_METHODS else database.write_sessions
@@ -45,6 +45,6 @@ async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
 # The usual way to ask for a session. `scope="function"` closes it (returning its
 # connection to the pool) as soon as the route returns, not after a slow client has read
 # the whole response.
-ReadSession = Annotated[AsyncSession, Depends(read_session, scope="function")]
-WriteSession = Annotated[AsyncSession, Depends(write_session, scope="function")]
-DbSession = Annotated[AsyncSession, Depends(db_session, scope="function")]
+ReadSession = Annotated[AppSession, Depends(read_session, scope="function")]
+WriteSession = Annotated[AppSession, Depends(write_session, scope="function")]
+DbSession = Annotated[AppSession, Depends(db_session, scope="function")]

@@ -31,7 +31,7 @@ from sqlalchemy.pool import NullPool
 from core.kernel import Kernel
 from core.migrator import BranchState, MigrationError, Migrator
 from tests.conftest import make_settings
-from tests.support.distributions import install
+from tests.support.distributions import built_in_plugins, install
 
 ALPHA_REV = "a1f0c0de0001"
 BETA_REV = "b2e0c0de0001"
@@ -102,8 +102,9 @@ def migrator(database_url: str, enabled: str = "alpha,beta") -> Migrator:
 
 
 def by_plugin(states: Iterable[BranchState]) -> dict[str, tuple[bool, str | None, str | None]]:
-    """{plugin: (enabled, current revision, head revision)}."""
-    return {s.plugin: (s.enabled, s.current, s.head) for s in states}
+    """{plugin: (enabled, current revision, head revision)} of the fixture plugins."""
+    built_ins = built_in_plugins()
+    return {s.plugin: (s.enabled, s.current, s.head) for s in states if s.plugin not in built_ins}
 
 
 # -- 1. upgrade ---------------------------------------------------------------------------
@@ -119,7 +120,7 @@ async def test_upgrade_creates_the_tables_and_reports_every_branch_at_head(datab
         "alpha": (True, ALPHA_REV, ALPHA_REV),
         "beta": (True, BETA_REV, BETA_REV),
     }
-    assert all(s.at_head for s in await m.states())
+    assert all(s.at_head for s in await m.states() if s.enabled)
 
 
 async def test_second_upgrade_changes_nothing(database_url):
@@ -176,7 +177,7 @@ async def test_downgrade_beta_to_base_and_back(database_url):
     assert {"alpha_item", "beta_note"} <= await tables(database_url)
     assert await fetch(database_url, "SELECT id, name FROM alpha_item") == [("alp_1", "stays")]
     assert await fetch(database_url, "SELECT id FROM beta_note") == []
-    assert all(s.at_head for s in await m.states())
+    assert all(s.at_head for s in await m.states() if s.enabled)
 
 
 async def test_downgrading_alpha_takes_the_dependent_beta_branch_down_too(database_url):
@@ -337,11 +338,10 @@ class Cli:
     def revision_files(self, plugin: str) -> set[Path]:
         return set(self.versions(plugin).glob("*.py"))
 
-    def run(self, *args: str, enabled: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, enabled: str = "alpha,beta") -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("COURTYARD_")}
         env.update(PYTHONPATH=str(self.site), COURTYARD_DATABASE_URL=self.database_url)
-        if enabled is not None:
-            env["COURTYARD_ENABLED_PLUGINS"] = enabled
+        env["COURTYARD_ENABLED_PLUGINS"] = enabled
         return subprocess.run(
             [str(COURTYARD), *args],
             cwd=self.cwd,
@@ -351,13 +351,13 @@ class Cli:
             timeout=120,
         )
 
-    def ok(self, *args: str, enabled: str | None = None) -> str:
+    def ok(self, *args: str, enabled: str = "alpha,beta") -> str:
         result = self.run(*args, enabled=enabled)
         assert result.returncode == 0, f"courtyard {' '.join(args)}:\n{result.stderr}"
         assert "Traceback" not in result.stderr
         return result.stdout
 
-    def fails(self, *args: str, enabled: str | None = None) -> str:
+    def fails(self, *args: str, enabled: str = "alpha,beta") -> str:
         """The one-line error of a command that must fail cleanly."""
         result = self.run(*args, enabled=enabled)
         assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
@@ -367,8 +367,11 @@ class Cli:
         assert lines[0].startswith("courtyard: error: ")
         return lines[0]
 
-    def rows(self, *args: str, enabled: str | None = None) -> list[dict[str, str]]:
-        return parse_table(self.ok(*args, enabled=enabled))
+    def rows(self, *args: str, enabled: str = "alpha,beta") -> list[dict[str, str]]:
+        """The table a command prints, without the built-in plugins' rows."""
+        built_ins = built_in_plugins()
+        rows = parse_table(self.ok(*args, enabled=enabled))
+        return [row for row in rows if row.get("PLUGIN", row.get("NAME")) not in built_ins]
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
+from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "dists"
@@ -21,6 +23,7 @@ SETS: dict[str, list[str]] = {
     "main": ["courtyard-alpha", "courtyard-beta"],
     "clone": ["courtyard-alpha-clone"],
     "broken": ["courtyard-broken"],
+    "testauth": ["courtyard-testauth"],
 }
 
 
@@ -88,3 +91,18 @@ def install_set(set_name: str, root: Path) -> Path:
         except OSError:  # another run finished first
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def built_in_plugins() -> frozenset[str]:
+    """The plugins the project itself registers (`user`, …): installed in every test run."""
+    return frozenset(
+        ep.name
+        for ep in importlib_metadata.entry_points(group="courtyard.plugins")
+        if ep.dist is not None and ep.dist.name == "courtyard"
+    )
+
+
+def without_built_ins(names: Iterable[str]) -> list[str]:
+    """`names` minus the built-in plugins, for tests about the fixture plugins."""
+    built_ins = built_in_plugins()
+    return [name for name in names if name not in built_ins]

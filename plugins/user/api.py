@@ -1,0 +1,67 @@
+"""The `user` plugin's public surface: the only module other plugins may import.
+
+A plugin that lists `"user"` in its `requires` gets the user container composed into its
+own (declare `user = providers.DependenciesContainer()`), and asks it for a directory
+bound to the session it is working in:
+
+    users: UserDirectory = container.user.directory(session=session)
+    account = await users.create(email, name)
+    ...  # more work in the same transaction
+    await session.commit()  # the user and your rows land together; `user_created` fires now
+
+A directory never commits: what it changes becomes visible, and its events fire, when the
+caller commits. It raises the core's errors: `NotFoundError` for an unknown or soft-deleted
+user, `ConflictError` for an email that is taken.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+USER_ID_PREFIX = "usr"
+
+Role = Literal["user", "admin"]
+ROLES: frozenset[str] = frozenset({"user", "admin"})
+
+
+class User(BaseModel):
+    """A user account as every other plugin and every API response sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    email: str
+    name: str
+    role: Role
+    is_active: bool
+    email_verified: bool
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None = None
+
+
+class UserDirectory(Protocol):
+    """What other plugins may do with user accounts."""
+
+    async def get(self, user_id: str) -> User:
+        """The user with this id; NotFoundError when unknown, malformed or soft-deleted."""
+        ...
+
+    async def get_by_email(self, email: str) -> User:
+        """The live user with this email, compared case-insensitively; NotFoundError if none."""
+        ...
+
+    async def create(self, email: str, name: str) -> User:
+        """A new active user with role `user`; ConflictError when the email is taken."""
+        ...
+
+    async def mark_email_verified(self, user_id: str) -> User:
+        """Record that the user proved they own their email address."""
+        ...
+
+    async def set_active(self, user_id: str, active: bool) -> User:
+        """Activate or deactivate the user; ConflictError for the last active admin."""
+        ...

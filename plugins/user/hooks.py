@@ -1,0 +1,47 @@
+"""The core hooks the `user` plugin implements."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import typer
+from fastapi import Request
+
+from core.hookspecs import hookimpl
+from core.identity import Principal
+from plugins.user.api import ROLES, User
+from plugins.user.cli import build_cli
+
+_ACCOUNT_KEY = "courtyard.user.account"
+
+
+def cached_account(request: Request, user_id: str) -> User | None:
+    """The caller's account as `check_principal` loaded it for this request, if it did."""
+    account: User | None = request.scope.get("state", {}).get(_ACCOUNT_KEY)
+    return account if account is not None and account.id == user_id else None
+
+
+class UserHooks:
+    def __init__(self, container: Any) -> None:
+        self.container = container
+
+    @hookimpl
+    def register_commands(self) -> list[typer.Typer]:
+        return [build_cli(self.container)]
+
+    @hookimpl
+    async def check_principal(self, request: Request, principal: Principal) -> Principal | None:
+        """Only live, active users act, with the role their account has now.
+
+        A token issued before the account was deactivated, deleted or demoted stops
+        working (or loses its admin rights) on the next request, not when it expires.
+        """
+        async with self.container.database().read_sessions() as session:
+            account = await self.container.service(session=session).active_account(
+                principal.user_id
+            )
+        if account is None:
+            return None
+        request.scope.setdefault("state", {})[_ACCOUNT_KEY] = account
+        return replace(principal, roles=(principal.roles - ROLES) | {account.role})

@@ -1,0 +1,118 @@
+"""`/api/v1/users`: the caller's own account, and administration for admins.
+
+No `from __future__ import annotations` here: FastAPI must see the route signatures'
+types, and `Reader`/`Writer` are local to `build_router`.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from core.db import Page, PageParams, ReadSession, WriteSession, page_params
+from core.errors import problem_responses
+from core.identity import CurrentPrincipal, Principal, require_role
+from plugins.user.api import Role, User
+from plugins.user.hooks import cached_account
+from plugins.user.models import EMAIL_MAX_LENGTH
+from plugins.user.repository import UserFilter
+from plugins.user.schemas import AdminUpdate, ProfileUpdate, UserCreate
+from plugins.user.service import UserService
+
+Admin = Annotated[Principal, Depends(require_role("admin"))]
+
+
+def user_filter(
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=EMAIL_MAX_LENGTH,
+            description="Email prefix or name substring, ignoring case.",
+        ),
+    ] = None,
+    role: Annotated[Role | None, Query(description="Only users with this role.")] = None,
+    is_active: Annotated[bool | None, Query(description="Only (in)active users.")] = None,
+    include_deleted: Annotated[bool, Query(description="Include soft-deleted users.")] = False,
+) -> UserFilter:
+    return UserFilter(q=q, role=role, is_active=is_active, include_deleted=include_deleted)
+
+
+def build_router(container: Any) -> APIRouter:
+    router = APIRouter()
+
+    def writer(session: WriteSession) -> UserService:
+        return container.service(session=session)  # type: ignore[no-any-return]
+
+    def reader(session: ReadSession) -> UserService:
+        return container.service(session=session)  # type: ignore[no-any-return]
+
+    Writer = Annotated[UserService, Depends(writer)]
+    Reader = Annotated[UserService, Depends(reader)]
+
+    # The caller's own account
+
+    @router.get("/me", response_model=User, responses=problem_responses(401))
+    async def read_me(request: Request, principal: CurrentPrincipal) -> User:
+        """The caller's account."""
+        account = cached_account(request, principal.user_id)
+        if account is not None:  # loaded while authenticating: no second query
+            return account
+        async with container.database().read_sessions() as session:
+            return await container.service(session=session).get(principal.user_id)  # type: ignore[no-any-return]
+
+    @router.patch("/me", response_model=User, responses=problem_responses(401))
+    async def update_me(data: ProfileUpdate, principal: CurrentPrincipal, users: Writer) -> User:
+        """Change the caller's profile. Role, status and email are not the caller's to set."""
+        return await users.update(principal.user_id, data.changes())
+
+    @router.delete("/me", status_code=204, responses=problem_responses(401, 409))
+    async def delete_me(principal: CurrentPrincipal, users: Writer) -> Response:
+        """Soft-delete the caller's account (409 for the last active admin)."""
+        await users.delete(principal.user_id)
+        return Response(status_code=204)
+
+    # Administration
+
+    @router.get("", response_model=Page[User], responses=problem_responses(401, 403))
+    async def list_users(
+        _: Admin,
+        users: Reader,
+        where: Annotated[UserFilter, Depends(user_filter)],
+        page: Annotated[PageParams, Depends(page_params)],
+    ) -> Page[User]:
+        """Users, newest first, one cursor page at a time (admins only)."""
+        return await users.list(where, page)
+
+    @router.post(
+        "", status_code=201, response_model=User, responses=problem_responses(401, 403, 409)
+    )
+    async def create_user(data: UserCreate, _: Admin, users: Writer) -> User:
+        """Create an account (admins only); 409 when the email is in use."""
+        return await users.create(data.email, data.name, data.role)
+
+    @router.get("/{user_id}", response_model=User, responses=problem_responses(401, 404))
+    async def read_user(user_id: str, principal: CurrentPrincipal, users: Reader) -> User:
+        """A user: yourself, or anyone for an admin. 404 for everything else."""
+        return await users.visible_to(principal, user_id)
+
+    @router.patch(
+        "/{user_id}", response_model=User, responses=problem_responses(401, 403, 404, 409)
+    )
+    async def update_user(user_id: str, data: AdminUpdate, _: Admin, users: Writer) -> User:
+        """Change a user's name, role or status (409 for the last active admin)."""
+        return await users.update(user_id, data.changes())
+
+    @router.delete("/{user_id}", status_code=204, responses=problem_responses(401, 403, 404, 409))
+    async def delete_user(user_id: str, _: Admin, users: Writer) -> Response:
+        """Soft-delete a user (409 for the last active admin)."""
+        await users.delete(user_id)
+        return Response(status_code=204)
+
+    @router.post(
+        "/{user_id}/restore", response_model=User, responses=problem_responses(401, 403, 404, 409)
+    )
+    async def restore_user(user_id: str, _: Admin, users: Writer) -> User:
+        """Undo a soft delete; 409 when another user has taken the email meanwhile."""
+        return await users.restore(user_id)
+
+    return router

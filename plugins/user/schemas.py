@@ -1,0 +1,79 @@
+"""What the HTTP API accepts. Responses are `api.User`, the DTO every plugin shares."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated, Any
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from plugins.user.api import Role
+from plugins.user.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
+
+
+def check_email(value: str) -> str:
+    """`value` without surrounding spaces if it is a well-formed address; ValueError if not.
+
+    The address is stored as given (not lower-cased); comparisons ignore case.
+    """
+    value = value.strip()
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address: {exc}") from None
+    return value
+
+
+def check_name(value: str) -> str:
+    """A display name: trimmed, not empty, no control characters."""
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    if any(unicodedata.category(c) in {"Cc", "Cf"} for c in value):
+        raise ValueError("must not contain control or formatting characters")
+    return value
+
+
+EmailAddress = Annotated[str, Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(check_email)]
+DisplayName = Annotated[str, Field(max_length=NAME_MAX_LENGTH), AfterValidator(check_name)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Patch(_Input):
+    """A partial update: a field left out stays as it is; `null` is refused, not ignored."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("leave the field out to keep it; null is not a value")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+class UserCreate(_Input):
+    """An admin creates an account (it signs in once an authentication plugin lets it)."""
+
+    email: EmailAddress
+    name: DisplayName
+    role: Role = "user"
+
+
+class ProfileUpdate(_Patch):
+    """What a user may change about themselves. Role, status, email and id are not here."""
+
+    name: DisplayName | None = None
+
+
+class AdminUpdate(_Patch):
+    """What an admin may change about any user."""
+
+    name: DisplayName | None = None
+    role: Role | None = None
+    is_active: bool | None = None

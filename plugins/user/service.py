@@ -1,0 +1,173 @@
+"""Domain rules for user accounts: visibility, uniqueness, the last admin, events."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from core.db import AppSession, Page, PageParams, is_valid_id
+from core.errors import ConflictError, InvalidInputError, NotFoundError
+from core.hooks import emit
+from core.identity import Principal
+from plugins.user.api import USER_ID_PREFIX, User
+from plugins.user.models import UserRecord
+from plugins.user.repository import UserFilter, UserRepository
+from plugins.user.schemas import check_email
+from plugins.user.settings import UserSettings
+
+
+def to_user(record: UserRecord) -> User:
+    return User.model_validate(record, from_attributes=True)
+
+
+class UserService:
+    """Everything that can happen to a user account. Implements `api.UserDirectory`.
+
+    With `autocommit` (the HTTP API, the CLI) each change is one transaction, committed
+    here. As another plugin's directory (`autocommit=False`) it only flushes: the caller's
+    commit makes the change visible. Either way events fire only after the commit.
+    """
+
+    def __init__(
+        self, session: AppSession, settings: UserSettings, hooks: Any, *, autocommit: bool = True
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.hooks = hooks
+        self.autocommit = autocommit
+        self.users = UserRepository(session)
+
+    # Reads
+
+    async def get(self, user_id: str, *, include_deleted: bool = False) -> User:
+        return to_user(await self._record(user_id, include_deleted=include_deleted))
+
+    async def get_by_email(self, email: str) -> User:
+        record = await self.users.get_by_email(email)
+        if record is None:
+            raise NotFoundError(f"No user with email {email}", code="user.not_found")
+        return to_user(record)
+
+    async def visible_to(self, principal: Principal, user_id: str) -> User:
+        """The user, if `principal` may see it (itself, or an admin); 404 otherwise."""
+        if principal.user_id != user_id and not principal.has_role("admin"):
+            raise _not_found(user_id)
+        return await self.get(user_id)
+
+    async def active_account(self, user_id: str) -> User | None:
+        """The user if it exists, is live and active; None if it may not act."""
+        if not is_valid_id(user_id, USER_ID_PREFIX):
+            return None
+        record = await self.users.get(user_id)
+        return to_user(record) if record is not None and record.is_active else None
+
+    async def list(self, where: UserFilter, page: PageParams) -> Page[User]:
+        rows = await self.users.search(where, limit=page.limit, cursor=page.cursor)
+        return Page[User].of(rows, to_user)
+
+    # Changes
+
+    async def create(self, email: str, name: str, role: str = "user") -> User:
+        try:
+            email = check_email(email)
+        except ValueError as exc:
+            raise InvalidInputError("email", str(exc)) from None
+        self._check_name(name)
+        if await self.users.get_by_email(email) is not None:
+            raise _email_taken(email)
+        record = UserRecord(email=email, name=name, role=role)
+        try:
+            await self.users.create(record)
+        except IntegrityError:  # a concurrent request took the email first
+            await self.session.rollback()
+            raise _email_taken(email) from None
+        user = to_user(record)
+        await self._committed(partial(emit, self.hooks.user_created, user=user))
+        return user
+
+    async def update(self, user_id: str, changes: dict[str, Any]) -> User:
+        """Apply `changes` (field → new value); fields that already hold the value are no change."""
+        record = await self._record(user_id)
+        changes = {k: v for k, v in changes.items() if getattr(record, k) != v}
+        if not changes:
+            return to_user(record)
+        if "name" in changes:
+            self._check_name(changes["name"])
+        if changes.get("role", "admin") != "admin" or changes.get("is_active", True) is False:
+            await self._keep_an_admin(record, "demote or deactivate")
+        await self.users.update(record, changes)
+        user = to_user(record)
+        await self._committed(partial(emit, self.hooks.user_updated, user=user, changes=changes))
+        return user
+
+    async def delete(self, user_id: str) -> None:
+        record = await self._record(user_id)
+        await self._keep_an_admin(record, "delete")
+        await self.users.soft_delete(record)
+        await self._committed(partial(emit, self.hooks.user_deleted, user_id=record.id))
+
+    async def restore(self, user_id: str) -> User:
+        """Bring a soft-deleted user back; 409 if another live user has the email meanwhile."""
+        record = await self._record(user_id, include_deleted=True)
+        if record.deleted_at is None:
+            return to_user(record)
+        email = record.email
+        try:
+            await self.users.restore(record)
+        except IntegrityError:
+            await self.session.rollback()
+            raise _email_taken(email) from None
+        user = to_user(record)
+        await self._committed(partial(emit, self.hooks.user_restored, user_id=record.id))
+        return user
+
+    async def mark_email_verified(self, user_id: str) -> User:
+        return await self.update(user_id, {"email_verified": True})
+
+    async def set_active(self, user_id: str, active: bool) -> User:
+        return await self.update(user_id, {"is_active": active})
+
+    # Rules
+
+    async def _record(self, user_id: str, *, include_deleted: bool = False) -> UserRecord:
+        record = None
+        if is_valid_id(user_id, USER_ID_PREFIX):
+            record = await self.users.get(user_id, include_deleted=include_deleted)
+        if record is None:
+            raise _not_found(user_id)
+        return record
+
+    def _check_name(self, name: str) -> None:
+        limit = self.settings.max_name_length
+        if len(name) > limit:
+            raise InvalidInputError(
+                "name", f"String should have at most {limit} characters", kind="string_too_long"
+            )
+
+    async def _keep_an_admin(self, record: UserRecord, action: str) -> None:
+        """Refuse to take away the last active admin (nobody could administer afterwards)."""
+        if record.role != "admin" or not record.is_active:
+            return
+        others = [i for i in await self.users.lock_active_admins() if i != record.id]
+        if not others:
+            raise ConflictError(
+                f"Cannot {action} {record.email}: it is the last active admin. "
+                "Promote another user first.",
+                code="user.last_admin",
+            )
+
+    async def _committed(self, event: Any) -> None:
+        """Queue `event` for after the commit, and commit when this service owns the transaction."""
+        self.session.after_commit(event)
+        if self.autocommit:
+            await self.session.commit()
+
+
+def _not_found(user_id: str) -> NotFoundError:
+    return NotFoundError(f"User {user_id} not found", code="user.not_found")
+
+
+def _email_taken(email: str) -> ConflictError:
+    return ConflictError(f"The email {email} is already in use", code="user.email_taken")
