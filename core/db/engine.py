@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool, StaticPool
 
@@ -59,11 +59,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin_immediate(connection: Connection) -> None:
+    """Start SQLite transactions with the write lock taken, waiting up to the busy timeout.
+
+    The driver would begin a transaction only at the first write, so reads before it saw no
+    snapshot at all (a check-then-write such as "is this the last admin?" could race), and a
+    deferred transaction that reads then writes can fail at once with "database is locked".
+    Taking the lock up front serialises writers instead. Autocommit (read) sessions skip it.
+    """
+    if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def create_engine(url: str, settings: CoreSettings, *, migrations: bool = False) -> AsyncEngine:
     """An engine for `url` configured from `settings` (see `_engine_options`)."""
     engine = create_async_engine(url, **_engine_options(url, settings, migrations=migrations))
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
     return engine
 
 

@@ -24,6 +24,7 @@ SETS: dict[str, list[str]] = {
     "clone": ["courtyard-alpha-clone"],
     "broken": ["courtyard-broken"],
     "testauth": ["courtyard-testauth"],
+    "userwatch": ["courtyard-userwatch"],
 }
 
 
