@@ -33,7 +33,10 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture(scope="session")
 def dists() -> dict[str, Path]:
     """Folders holding the installed test plugin distributions, by set name."""
-    return {name: install_set(name, BUILD_ROOT) for name in ("main", "clone", "broken", "testauth", "userwatch")}
+    return {
+        name: install_set(name, BUILD_ROOT)
+        for name in ("main", "clone", "broken", "testauth", "userwatch")
+    }
 
 
 @pytest.fixture
