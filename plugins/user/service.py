@@ -11,7 +11,7 @@ from core.db import AppSession, Page, PageParams, is_valid_id
 from core.errors import ConflictError, InvalidInputError, NotFoundError
 from core.hooks import emit
 from core.identity import Principal
-from plugins.user.api import USER_ID_PREFIX, User
+from plugins.user.api import ROLES, USER_ID_PREFIX, User
 from plugins.user.models import UserRecord
 from plugins.user.repository import UserFilter, UserRepository
 from plugins.user.schemas import check_email
@@ -75,6 +75,7 @@ class UserService:
         except ValueError as exc:
             raise InvalidInputError("email", str(exc)) from None
         self._check_name(name)
+        self._check_role(role)
         if await self.users.get_by_email(email) is not None:
             raise _email_taken(email)
         record = UserRecord(email=email, name=name, role=role)
@@ -95,6 +96,8 @@ class UserService:
             return to_user(record)
         if "name" in changes:
             self._check_name(changes["name"])
+        if "role" in changes:
+            self._check_role(changes["role"])
         if changes.get("role", "admin") != "admin" or changes.get("is_active", True) is False:
             await self._keep_an_admin(record, "demote or deactivate")
         await self.users.update(record, changes)
@@ -145,6 +148,10 @@ class UserService:
             raise InvalidInputError(
                 "name", f"String should have at most {limit} characters", kind="string_too_long"
             )
+
+    def _check_role(self, role: str) -> None:
+        if role not in ROLES:
+            raise InvalidInputError("role", f"Input should be one of: {', '.join(sorted(ROLES))}")
 
     async def _keep_an_admin(self, record: UserRecord, action: str) -> None:
         """Refuse to take away the last active admin (nobody could administer afterwards)."""

@@ -1,0 +1,408 @@
+"""The `user` table as the database holds it, on SQLite and PostgreSQL.
+
+The migration `9a7e5c310001` creates it; these tests look at the real database (catalogs,
+raw SQL) rather than through the service, except for the timestamp round trip.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, SAWarning
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+import plugins.user.models  # noqa: F401  (puts the `user` table into core.db.metadata)
+from core.app import create_app
+from core.db import metadata
+from core.errors import InvalidInputError
+from core.kernel import Kernel
+from core.migrator import Migrator
+from plugins.user.api import User
+from tests.conftest import make_settings, migrate
+from tests.support.databases import fresh_database
+
+USER_REV = "9a7e5c310001"
+COLUMNS = {
+    "id", "email", "name", "role", "is_active", "email_verified",
+    "created_at", "updated_at", "deleted_at",
+}  # fmt: skip
+UNIQUE_EMAIL = "uq_user_email_live"
+# The partial expression index exactly as each backend's catalog spells it.
+UNIQUE_EMAIL_DEFINITION = {
+    "sqlite": (
+        "CREATE UNIQUE INDEX uq_user_email_live ON user (lower(email)) WHERE deleted_at IS NULL"
+    ),
+    "postgresql": (
+        'CREATE UNIQUE INDEX uq_user_email_live ON public."user" USING btree '
+        "(lower((email)::text)) WHERE (deleted_at IS NULL)"
+    ),
+}
+# Secondary indexes of `user` (not the primary key's) with their stored definitions.
+INDEX_DEFINITIONS = {
+    "sqlite": (
+        "SELECT name, sql FROM sqlite_master "
+        "WHERE type = 'index' AND tbl_name = 'user' AND sql IS NOT NULL"
+    ),
+    "postgresql": (
+        "SELECT indexname, indexdef FROM pg_indexes "
+        "WHERE schemaname = current_schema() AND tablename = 'user' AND indexname <> 'pk_user'"
+    ),
+}
+
+
+# -- looking at the real database ---------------------------------------------------------
+
+
+def backend(url: str) -> str:
+    return make_url(url).get_backend_name()
+
+
+async def _inspect(url: str, work: Callable[[Connection], Any]) -> Any:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(work)
+    finally:
+        await engine.dispose()
+
+
+def _quietly(work: Callable[[Connection], Any]) -> Callable[[Connection], Any]:
+    """`work`, without SQLite's notice that it cannot reflect expression-based indexes."""
+
+    def run(connection: Connection) -> Any:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Skipped unsupported reflection", SAWarning)
+            return work(connection)
+
+    return run
+
+
+async def tables(url: str) -> set[str]:
+    return set(await _inspect(url, lambda c: inspect(c).get_table_names()))
+
+
+async def index_definitions(url: str) -> dict[str, str]:
+    """{name: definition} of the secondary indexes on `user`, read from the catalog."""
+    return dict(await fetch(url, INDEX_DEFINITIONS[backend(url)]))
+
+
+def _table_shape(connection: Connection) -> dict[str, Any]:
+    """What SQLAlchemy reflects of `user`: columns, primary key, checks, indexes."""
+    found = inspect(connection)
+    return {
+        "columns": {c["name"]: (repr(c["type"]), c["nullable"]) for c in found.get_columns("user")},
+        "primary_key": found.get_pk_constraint("user"),
+        "checks": sorted((c["name"], c["sqltext"]) for c in found.get_check_constraints("user")),
+        "indexes": {i["name"]: i for i in found.get_indexes("user")},
+    }
+
+
+async def table_shape(url: str) -> dict[str, Any]:
+    return dict(await _inspect(url, _quietly(_table_shape)))
+
+
+async def fetch(url: str, query: str, **params: Any) -> list[tuple[Any, ...]]:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            result = await connection.execute(text(query), params)
+            return [tuple(row) for row in result.all()]
+    finally:
+        await engine.dispose()
+
+
+async def execute(url: str, statement: str, **params: Any) -> None:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(statement), params)
+    finally:
+        await engine.dispose()
+
+
+async def insert_user(
+    url: str, user_id: str, email: str, *, deleted: bool = False, role: str = "user"
+) -> None:
+    """One row written with plain SQL, so only the database's own rules apply."""
+    deleted_at = "CURRENT_TIMESTAMP" if deleted else "NULL"
+    await execute(
+        url,
+        'INSERT INTO "user" (id, email, name, role, is_active, email_verified, '
+        "created_at, updated_at, deleted_at) "
+        "VALUES (:id, :email, 'Someone', :role, :active, :verified, "
+        f"CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, {deleted_at})",
+        id=user_id,
+        email=email,
+        role=role,
+        active=True,
+        verified=False,
+    )
+
+
+async def stored_ids(url: str) -> list[str]:
+    return [row[0] for row in await fetch(url, 'SELECT id FROM "user" ORDER BY id')]
+
+
+def migrator(url: str) -> Migrator:
+    return Migrator(Kernel.build(make_settings(url, enabled_plugins="user")))
+
+
+async def user_branch(m: Migrator) -> tuple[str | None, str | None, bool]:
+    """(current, head, at head) of the `user` branch."""
+    state = next(s for s in await m.states() if s.plugin == "user")
+    return state.current, state.head, state.at_head
+
+
+@pytest.fixture
+async def migrated(database_url: str) -> str:
+    """`database_url`, upgraded with only the `user` plugin enabled."""
+    await migrator(database_url).upgrade()
+    return database_url
+
+
+# -- 1. the migration, up and down ---------------------------------------------------------
+
+
+async def test_upgrade_creates_the_user_table_with_its_columns_and_indexes(
+    database_url: str,
+) -> None:
+    m = migrator(database_url)
+
+    await m.upgrade()
+
+    assert "user" in await tables(database_url)
+    shape = await table_shape(database_url)
+    assert set(shape["columns"]) == COLUMNS
+    assert shape["primary_key"]["constrained_columns"] == ["id"]
+    assert shape["primary_key"]["name"] == "pk_user"
+    assert [name for name, _ in shape["checks"]] == ["ck_user_role"]
+    deleted_at = shape["indexes"]["ix_user_deleted_at"]
+    assert (deleted_at["column_names"], bool(deleted_at["unique"])) == (["deleted_at"], False)
+    indexes = await index_definitions(database_url)
+    assert set(indexes) == {"ix_user_deleted_at", UNIQUE_EMAIL}
+    assert indexes[UNIQUE_EMAIL] == UNIQUE_EMAIL_DEFINITION[backend(database_url)]
+    assert await user_branch(m) == (USER_REV, USER_REV, True)
+
+
+async def test_downgrade_to_base_removes_the_table_and_its_indexes(migrated: str) -> None:
+    m = migrator(migrated)
+
+    await m.downgrade("user@base")
+
+    assert "user" not in await tables(migrated)
+    assert await index_definitions(migrated) == {}
+    assert await user_branch(m) == (None, USER_REV, False)
+
+
+async def test_upgrade_after_downgrade_recreates_the_same_table(migrated: str) -> None:
+    before = (await table_shape(migrated), await index_definitions(migrated))
+    m = migrator(migrated)
+    await m.downgrade("user@base")
+
+    await m.upgrade()
+
+    assert (await table_shape(migrated), await index_definitions(migrated)) == before
+    assert await user_branch(m) == (USER_REV, USER_REV, True)
+    await insert_user(migrated, "usr_1", "again@example.com")
+    assert await stored_ids(migrated) == ["usr_1"]
+
+
+# -- 2. one live account per email, enforced by the database -------------------------------
+
+
+async def test_live_emails_differing_only_in_case_are_refused(migrated: str) -> None:
+    await insert_user(migrated, "usr_1", "Ann@Example.com")
+
+    with pytest.raises(IntegrityError) as caught:
+        await insert_user(migrated, "usr_2", "ann@example.COM")
+
+    assert UNIQUE_EMAIL in str(caught.value)
+    assert await stored_ids(migrated) == ["usr_1"]
+
+
+async def test_soft_deleted_row_does_not_block_a_live_row_with_its_email(migrated: str) -> None:
+    await insert_user(migrated, "usr_1", "ann@example.com", deleted=True)
+
+    await insert_user(migrated, "usr_2", "ANN@example.com")
+
+    assert await stored_ids(migrated) == ["usr_1", "usr_2"]
+
+
+async def test_two_soft_deleted_rows_may_share_an_email(migrated: str) -> None:
+    await insert_user(migrated, "usr_1", "ann@example.com", deleted=True)
+
+    await insert_user(migrated, "usr_2", "ann@example.com", deleted=True)
+
+    assert await stored_ids(migrated) == ["usr_1", "usr_2"]
+
+
+async def test_undeleting_a_row_is_refused_while_its_email_is_live_again(migrated: str) -> None:
+    await insert_user(migrated, "usr_1", "ann@example.com", deleted=True)
+    await insert_user(migrated, "usr_2", "Ann@example.com")
+
+    with pytest.raises(IntegrityError) as caught:
+        await execute(migrated, "UPDATE \"user\" SET deleted_at = NULL WHERE id = 'usr_1'")
+
+    assert UNIQUE_EMAIL in str(caught.value)
+    deleted = await fetch(migrated, 'SELECT id FROM "user" WHERE deleted_at IS NOT NULL')
+    assert deleted == [("usr_1",)]
+
+
+# -- 3. the role check ---------------------------------------------------------------------
+
+
+async def test_check_constraint_refuses_an_unknown_role(migrated: str) -> None:
+    with pytest.raises(IntegrityError) as caught:
+        await insert_user(migrated, "usr_1", "root@example.com", role="root")
+
+    assert "ck_user_role" in str(caught.value)
+    assert await stored_ids(migrated) == []
+
+
+@pytest.mark.parametrize("role", ["user", "admin"])
+async def test_check_constraint_accepts_the_known_roles(migrated: str, role: str) -> None:
+    await insert_user(migrated, "usr_1", f"{role}@example.com", role=role)
+
+    assert await fetch(migrated, 'SELECT role FROM "user"') == [(role,)]
+
+
+# -- 4. the models and the migration agree -------------------------------------------------
+
+
+def _table_of(diff: Any) -> str | None:
+    """The table an Alembic autogenerate difference is about."""
+    if isinstance(diff, list):  # modify_* differences come grouped per column
+        return _table_of(diff[0])
+    kind, *args = diff
+    if kind in ("add_column", "remove_column") or kind.startswith("modify_"):
+        return str(args[1])  # (schema, table name, ...)
+    target = args[0]  # a Table, or an Index / constraint that belongs to one
+    return str(getattr(target, "table", target).name)
+
+
+def _compare_user_table(connection: Connection) -> tuple[list[Any], set[str]]:
+    """Alembic's differences for `user`, and the expression indexes it said it skipped."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        diffs = [d for d in compare_metadata(context, metadata) if _table_of(d) == "user"]
+    skipped = {
+        name
+        for w in caught
+        if "expression-based index" in str(w.message)
+        for name in (UNIQUE_EMAIL, "ix_user_deleted_at")
+        if name in str(w.message)
+    }
+    return diffs, skipped
+
+
+async def test_alembic_finds_no_difference_between_the_models_and_the_migrated_table(
+    migrated: str,
+) -> None:
+    diffs, skipped = await _inspect(migrated, _compare_user_table)
+
+    assert diffs == []
+    # Alembic cannot reflect expression-based indexes from SQLite, so there it skips the
+    # unique email index (and says so); the next test covers that index on every backend.
+    expected_skips = {UNIQUE_EMAIL} if backend(migrated) == "sqlite" else set()
+    assert skipped == expected_skips
+
+
+async def test_migrated_table_is_the_same_as_one_built_from_the_models(
+    migrated: str, tmp_path: Path
+) -> None:
+    """What Alembic does not compare (checks, partial and expression indexes), the catalog
+    does: the table built by `metadata.create_all` must be stored exactly the same way."""
+    (tmp_path / "models").mkdir()
+    async with fresh_database(backend(migrated), tmp_path / "models") as from_models:
+        engine = create_async_engine(from_models, poolclass=NullPool)
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(
+                    lambda c: metadata.create_all(c, tables=[metadata.tables["user"]])
+                )
+        finally:
+            await engine.dispose()
+
+        assert await table_shape(migrated) == await table_shape(from_models)
+        assert await index_definitions(migrated) == await index_definitions(from_models)
+
+
+# -- 5. timestamps -------------------------------------------------------------------------
+
+
+def _assert_aware_utc(value: datetime | None) -> None:
+    assert value is not None
+    assert value.tzinfo is not None
+    assert value.utcoffset() == timedelta(0)
+
+
+async def test_timestamps_round_trip_as_aware_utc(migrated: str) -> None:
+    app = create_app(make_settings(migrated, enabled_plugins="user"))
+    database = app.state.database
+    service = app.state.kernel.container_of("user").service
+    try:
+        before = datetime.now(UTC)
+        async with database.write_sessions() as session:
+            created: User = await service(session=session).create("a@example.com", "A")
+        async with database.write_sessions() as session:
+            fetched: User = await service(session=session).get(created.id)
+    finally:
+        await database.dispose()
+
+    for value in (fetched.created_at, fetched.updated_at):
+        _assert_aware_utc(value)
+        assert before - timedelta(seconds=1) <= value <= datetime.now(UTC)
+    assert (fetched.created_at, fetched.updated_at) == (created.created_at, created.updated_at)
+    assert fetched.deleted_at is None
+
+
+async def test_deleted_at_round_trips_as_aware_utc(migrated: str) -> None:
+    app = create_app(make_settings(migrated, enabled_plugins="user"))
+    database = app.state.database
+    service = app.state.kernel.container_of("user").service
+    try:
+        async with database.write_sessions() as session:
+            created: User = await service(session=session).create("a@example.com", "A")
+        async with database.write_sessions() as session:
+            await service(session=session).delete(created.id)
+        async with database.write_sessions() as session:
+            fetched: User = await service(session=session).get(created.id, include_deleted=True)
+    finally:
+        await database.dispose()
+
+    _assert_aware_utc(fetched.deleted_at)
+    _assert_aware_utc(fetched.updated_at)
+    assert fetched.deleted_at is not None
+    assert fetched.deleted_at >= fetched.created_at
+
+
+async def test_the_service_refuses_an_unknown_role_naming_the_field(
+    database_url: str,
+) -> None:
+    """Callers of the service (other plugins, scripts) get a 422, not a misleading 409."""
+    settings = make_settings(database_url, enabled_plugins="user")
+    await migrate(settings)
+    app = create_app(settings)
+    service = app.state.kernel.container_of("user").service
+    try:
+        async with app.state.database.write_sessions() as session:
+            with pytest.raises(InvalidInputError) as created:
+                await service(session=session).create("x@example.com", "X", "root")
+            user = await service(session=session).create("x@example.com", "X")
+            with pytest.raises(InvalidInputError) as updated:
+                await service(session=session).update(user.id, {"role": "root"})
+        for raised in (created.value, updated.value):
+            assert [e["field"] for e in raised.extra["errors"]] == ["role"]
+    finally:
+        await app.state.database.dispose()
