@@ -85,7 +85,7 @@ class InvalidInputError(AppError):
     def __init__(self, field: str, message: str, *, kind: str = "value_error", **kwargs: Any):
         error = {"field": field, "loc": ["body", *field.split(".")], "message": message}
         kwargs.setdefault("extra", {"errors": [{**error, "type": kind}]})
-        super().__init__(f"Invalid input: {field}", **kwargs)
+        super().__init__(f"Invalid input: {field}: {message}", **kwargs)
 
 
 class PayloadTooLargeError(AppError):

@@ -14,7 +14,7 @@ from core.identity import Principal
 from plugins.user.api import ROLES, USER_ID_PREFIX, User
 from plugins.user.models import UserRecord
 from plugins.user.repository import UserFilter, UserRepository
-from plugins.user.schemas import check_email
+from plugins.user.schemas import check_email, check_name
 from plugins.user.settings import UserSettings
 
 
@@ -74,7 +74,7 @@ class UserService:
             email = check_email(email)
         except ValueError as exc:
             raise InvalidInputError("email", str(exc)) from None
-        self._check_name(name)
+        name = self._check_name(name)
         self._check_role(role)
         if await self.users.get_by_email(email) is not None:
             raise _email_taken(email)
@@ -91,11 +91,11 @@ class UserService:
     async def update(self, user_id: str, changes: dict[str, Any]) -> User:
         """Apply `changes` (field → new value); fields that already hold the value are no change."""
         record = await self._record(user_id)
+        if "name" in changes:
+            changes = {**changes, "name": self._check_name(changes["name"])}
         changes = {k: v for k, v in changes.items() if getattr(record, k) != v}
         if not changes:
             return to_user(record)
-        if "name" in changes:
-            self._check_name(changes["name"])
         if "role" in changes:
             self._check_role(changes["role"])
         if changes.get("role", "admin") != "admin" or changes.get("is_active", True) is False:
@@ -142,12 +142,18 @@ class UserService:
             raise _not_found(user_id)
         return record
 
-    def _check_name(self, name: str) -> None:
+    def _check_name(self, name: str) -> str:
+        """The name as stored (trimmed); the same rules as the HTTP schemas, plus the limit."""
+        try:
+            name = check_name(name)
+        except ValueError as exc:
+            raise InvalidInputError("name", str(exc)) from None
         limit = self.settings.max_name_length
         if len(name) > limit:
             raise InvalidInputError(
                 "name", f"String should have at most {limit} characters", kind="string_too_long"
             )
+        return name
 
     def _check_role(self, role: str) -> None:
         if role not in ROLES:
