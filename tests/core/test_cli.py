@@ -11,7 +11,13 @@ import pytest
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.support.courtyard_cli import COURTYARD, parse_table, rows_by, run_courtyard
+from tests.support.courtyard_cli import (
+    COURTYARD,
+    assert_one_line_error,
+    parse_table,
+    rows_by,
+    run_courtyard,
+)
 from tests.support.distributions import built_in_plugins
 
 Courtyard = Callable[..., subprocess.CompletedProcess[str]]
@@ -32,19 +38,6 @@ def courtyard(dists: dict[str, Path], tmp_path: Path) -> Courtyard:
         return run_courtyard(*args, cwd=tmp_path, pythonpath=[dists[s] for s in sets], env=environ)
 
     return run
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    assert result.returncode == 2, result
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    line = lines[0]
-    assert line.startswith("courtyard: error: ")
-    for fragment in fragments:
-        assert fragment in line
-    return line
 
 
 @pytest.fixture(scope="module")

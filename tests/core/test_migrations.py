@@ -31,6 +31,7 @@ from sqlalchemy.pool import NullPool
 from core.kernel import Kernel
 from core.migrator import BranchState, MigrationError, Migrator
 from tests.conftest import make_settings
+from tests.support.databases import inspect_database
 from tests.support.distributions import built_in_plugins, install
 
 ALPHA_REV = "a1f0c0de0001"
@@ -43,21 +44,12 @@ pytestmark = pytest.mark.usefixtures("main_plugins")
 # -- looking at the real database ---------------------------------------------------------
 
 
-async def _inspect(url: str, work: Any) -> Any:
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as connection:
-            return await connection.run_sync(work)
-    finally:
-        await engine.dispose()
-
-
 async def tables(url: str) -> set[str]:
-    return set(await _inspect(url, lambda c: inspect(c).get_table_names()))
+    return set(await inspect_database(url, lambda c: inspect(c).get_table_names()))
 
 
 async def columns(url: str, table: str) -> set[str]:
-    return {c["name"] for c in await _inspect(url, lambda c: inspect(c).get_columns(table))}
+    return {c["name"] for c in await inspect_database(url, lambda c: inspect(c).get_columns(table))}
 
 
 async def execute(url: str, *statements: str) -> None:

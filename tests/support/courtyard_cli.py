@@ -64,3 +64,20 @@ def parse_table(text: str) -> list[dict[str, str]]:
 
 def rows_by(rows: list[dict[str, str]], column: str) -> dict[str, dict[str, str]]:
     return {row[column]: row for row in rows}
+
+
+def assert_one_line_error(
+    result: subprocess.CompletedProcess[str], *fragments: str, status: int = 2
+) -> str:
+    """A command that failed cleanly: `status`, nothing on stdout, one `courtyard: error:` line
+    on stderr containing every fragment. Returns the line."""
+    assert result.returncode == status, result
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith("courtyard: error: ")
+    for fragment in fragments:
+        assert fragment in line
+    return line

@@ -13,7 +13,7 @@ import pytest
 
 from core.app import create_app
 from core.settings import CoreSettings
-from tests.support.courtyard_cli import parse_table, rows_by, run_courtyard
+from tests.support.courtyard_cli import assert_one_line_error, parse_table, rows_by, run_courtyard
 
 Courtyard = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -79,15 +79,7 @@ def create(users: Courtyard, email: str, name: str, *flags: str) -> str:
 
 def assert_refused(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
     """A command refused by the plugin's rules: status 1 and one line on stderr."""
-    assert result.returncode == 1, result
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(ERROR)
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
+    return assert_one_line_error(result, *fragments, status=1)
 
 
 def help_commands(stdout: str) -> list[str]:

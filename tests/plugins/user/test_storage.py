@@ -29,7 +29,7 @@ from core.kernel import Kernel
 from core.migrator import Migrator
 from plugins.user.api import User
 from tests.conftest import make_settings, migrate
-from tests.support.databases import fresh_database
+from tests.support.databases import fresh_database, inspect_database
 
 USER_REV = "9a7e5c310001"
 COLUMNS = {
@@ -67,15 +67,6 @@ def backend(url: str) -> str:
     return make_url(url).get_backend_name()
 
 
-async def _inspect(url: str, work: Callable[[Connection], Any]) -> Any:
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as connection:
-            return await connection.run_sync(work)
-    finally:
-        await engine.dispose()
-
-
 def _quietly(work: Callable[[Connection], Any]) -> Callable[[Connection], Any]:
     """`work`, without SQLite's notice that it cannot reflect expression-based indexes."""
 
@@ -88,7 +79,7 @@ def _quietly(work: Callable[[Connection], Any]) -> Callable[[Connection], Any]:
 
 
 async def tables(url: str) -> set[str]:
-    return set(await _inspect(url, lambda c: inspect(c).get_table_names()))
+    return set(await inspect_database(url, lambda c: inspect(c).get_table_names()))
 
 
 async def index_definitions(url: str) -> dict[str, str]:
@@ -108,7 +99,7 @@ def _table_shape(connection: Connection) -> dict[str, Any]:
 
 
 async def table_shape(url: str) -> dict[str, Any]:
-    return dict(await _inspect(url, _quietly(_table_shape)))
+    return dict(await inspect_database(url, _quietly(_table_shape)))
 
 
 async def fetch(url: str, query: str, **params: Any) -> list[tuple[Any, ...]]:
@@ -309,7 +300,7 @@ def _compare_user_table(connection: Connection) -> tuple[list[Any], set[str]]:
 async def test_alembic_finds_no_difference_between_the_models_and_the_migrated_table(
     migrated: str,
 ) -> None:
-    diffs, skipped = await _inspect(migrated, _compare_user_table)
+    diffs, skipped = await inspect_database(migrated, _compare_user_table)
 
     assert diffs == []
     # Alembic cannot reflect expression-based indexes from SQLite, so there it skips the
