@@ -73,11 +73,23 @@ def _sqlite_begin_immediate(connection: Connection) -> None:
 
 def create_engine(url: str, settings: CoreSettings, *, migrations: bool = False) -> AsyncEngine:
     """An engine for `url` configured from `settings` (see `_engine_options`)."""
-    engine = create_async_engine(url, **_engine_options(url, settings, migrations=migrations))
+    options = _engine_options(url, settings, migrations=migrations)
+    engine = create_async_engine(url, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+        # An in-memory database is one connection shared by every session: there is no
+        # lock to queue on, only one transaction at a time (tests and throwaway use).
+        if options.get("poolclass") is not StaticPool:
+            event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
     return engine
+
+
+def _autocommit_sessions(engine: AsyncEngine) -> async_sessionmaker[AppSession]:
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"),
+        class_=AppSession,
+        expire_on_commit=False,
+    )
 
 
 class Database:
@@ -92,11 +104,12 @@ class Database:
         self.write_sessions = async_sessionmaker(
             self.write_engine, class_=AppSession, expire_on_commit=False
         )
-        # Reads need no transaction: autocommit saves the BEGIN and ROLLBACK round trips.
-        self.read_sessions = async_sessionmaker(
-            self.read_engine.execution_options(isolation_level="AUTOCOMMIT"),
-            class_=AppSession,
-            expire_on_commit=False,
+        # Reads need no transaction: autocommit saves the BEGIN and ROLLBACK round trips
+        # (and, on SQLite, never queues behind a writer).
+        self.read_sessions = _autocommit_sessions(self.read_engine)
+        # Reads that must not lag behind the primary (e.g. "is this account still active?").
+        self.primary_read_sessions = (
+            _autocommit_sessions(self.write_engine) if self.has_replica else self.read_sessions
         )
 
     @property
@@ -107,8 +120,8 @@ class Database:
         """Run `SELECT 1` on every engine; raises when one cannot be reached."""
         engines = [self.write_engine] + ([self.read_engine] if self.has_replica else [])
         for engine in engines:
-            async with engine.connect() as connection:
-                await connection.execute(select(1))
+            async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+                await conn.execute(select(1))
 
     async def dispose(self) -> None:
         await self.write_engine.dispose()

@@ -1,10 +1,15 @@
 """`AppSession`: the session every request gets, with work deferred until after commit.
 
 A service queues side effects, typically its events, with `session.after_commit(...)`;
-they run once the transaction has committed, so no listener ever sees uncommitted data,
-and they are dropped when it rolls back. This also lets one plugin call another's public
-API inside its own transaction: the callee queues its events on the caller's session and
-they fire when the caller commits.
+they run once the transaction they were queued in has committed, so no listener ever
+sees uncommitted data. Work queued in a transaction or savepoint that rolls back is
+dropped. This also lets one plugin call another's public API inside its own transaction:
+the callee queues its events on the caller's session and they fire when the caller
+commits.
+
+The callbacks run when `await session.commit()` returns; a transaction committed another
+way (`async with session.begin():`) runs them at the latest when the session closes, which
+for a request's session is as soon as the route returns.
 """
 
 from __future__ import annotations
@@ -12,36 +17,83 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy.orm import SessionTransaction
+from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 logger = logging.getLogger("courtyard.db")
 
 AfterCommit = Callable[[], Awaitable[None] | None]
 
-_PENDING = "courtyard.after_commit"
+_PENDING = "courtyard.after_commit.pending"  # queued, waiting for their transaction
+_READY = "courtyard.after_commit.ready"  # their transaction committed; not run yet
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    transaction: SessionTransaction | None
+    callback: AfterCommit
+
+
+class _SyncSession(Session):
+    """The synchronous session under `AppSession`; its events move the queue along."""
+
+
+@event.listens_for(_SyncSession, "after_commit")
+def _committed(session: Session) -> None:
+    """The outermost transaction committed (savepoint releases do not fire this)."""
+    pending: list[_Queued] = session.info.pop(_PENDING, [])
+    session.info.setdefault(_READY, []).extend(q.callback for q in pending)
+
+
+@event.listens_for(_SyncSession, "after_soft_rollback")
+def _rolled_back(session: Session, previous: SessionTransaction) -> None:
+    """Drop what was queued in the transaction (or savepoint) that rolled back."""
+    pending: list[_Queued] = session.info.get(_PENDING, [])
+    if previous.parent is None:  # the whole transaction (a flush's inner one has a parent)
+        pending.clear()
+        return
+    pending[:] = [q for q in pending if not _within(q.transaction, previous)]
+
+
+def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is ancestor:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 class AppSession(AsyncSession):
+    sync_session_class = _SyncSession
+
     def after_commit(self, callback: AfterCommit) -> None:
-        """Run `callback` (sync or async) after the current transaction commits."""
-        self.info.setdefault(_PENDING, []).append(callback)
+        """Run `callback` (sync or async) once the current transaction has committed."""
+        sync = self.sync_session
+        current = sync.get_nested_transaction() or sync.get_transaction()
+        self.info.setdefault(_PENDING, []).append(_Queued(current, callback))
 
     async def commit(self) -> None:
         await super().commit()
-        pending: list[AfterCommit] = self.info.pop(_PENDING, [])
-        for callback in pending:
+        await self._run_ready()
+
+    async def close(self) -> None:
+        try:
+            await self._run_ready()  # committed through `begin()`: the work is still due
+        finally:
+            self.info.pop(_PENDING, None)
+            await super().close()
+
+    async def _run_ready(self) -> None:
+        ready: list[AfterCommit] = self.info.pop(_READY, [])
+        for callback in ready:
             try:
-                result = callback()
+                result: Any = callback()
                 if inspect.isawaitable(result):
                     await result
             except Exception:  # the commit stands: a failing side effect is logged, not raised
                 logger.exception("after-commit callback %r failed", callback)
-
-    async def rollback(self) -> None:
-        self.info.pop(_PENDING, None)
-        await super().rollback()
-
-    async def close(self) -> None:
-        self.info.pop(_PENDING, None)
-        await super().close()

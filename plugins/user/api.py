@@ -10,8 +10,9 @@ bound to the session it is working in:
     await session.commit()  # the user and your rows land together; `user_created` fires now
 
 A directory never commits: what it changes becomes visible, and its events fire, when the
-caller commits. It raises the core's errors: `NotFoundError` for an unknown or soft-deleted
-user, `ConflictError` for an email that is taken.
+caller commits (a rolled-back transaction or savepoint fires nothing). It raises the core's
+errors: `NotFoundError` for an unknown or soft-deleted user, `ConflictError` for an email
+that is taken; the refused insert ran in a savepoint, so the caller's other work stands.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from core.cli.context import CliContext
 from core.cli.output import table
 from core.db import PageParams
 from plugins.user.api import User
-from plugins.user.repository import UserFilter
+from plugins.user.schemas import UserFilter
 from plugins.user.service import UserService
 
 T = TypeVar("T")

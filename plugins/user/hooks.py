@@ -10,7 +10,7 @@ from fastapi import Request
 
 from core.hookspecs import hookimpl
 from core.identity import Principal
-from plugins.user.api import ROLES, User
+from plugins.user.api import ROLES, USER_ID_PREFIX, User
 from plugins.user.cli import build_cli
 
 _ACCOUNT_KEY = "courtyard.user.account"
@@ -35,9 +35,13 @@ class UserHooks:
         """Only live, active users act, with the role their account has now.
 
         A token issued before the account was deactivated, deleted or demoted stops
-        working (or loses its admin rights) on the next request, not when it expires.
+        working (or loses its admin rights) on the next request, not when it expires. The
+        account is read from the primary, so replication lag cannot delay that. Principals
+        that are not users (no `usr_` id: a service account, an API client) pass unchanged.
         """
-        async with self.container.database().read_sessions() as session:
+        if not principal.user_id.startswith(f"{USER_ID_PREFIX}_"):
+            return principal
+        async with self.container.database().primary_read_sessions() as session:
             account = await self.container.service(session=session).active_account(
                 principal.user_id
             )

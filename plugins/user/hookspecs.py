@@ -1,7 +1,8 @@
 """Events the `user` plugin publishes. Implement them with `@hookimpl` to react.
 
 Each fires once, after the transaction that made the change has committed, so a listener
-never sees uncommitted data and can read the change from the database. A listener may be
+never sees uncommitted data and can read the change from the database; a change rolled
+back (transaction or savepoint) fires nothing. A listener may be
 async. If it raises, the error is logged with the request id and the plugin's name, the
 other listeners still run, and the change stands.
 """

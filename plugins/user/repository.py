@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from sqlalchemy import ColumnElement, func, or_
+from sqlalchemy import ColumnElement, or_
 from sqlmodel import col, select
 
 from core.db import BaseRepository, Slice
-from plugins.user.models import UserRecord
-
-
-@dataclass(frozen=True, slots=True)
-class UserFilter:
-    """What an admin's user list is narrowed to; None means no constraint."""
-
-    q: str | None = None
-    role: str | None = None
-    is_active: bool | None = None
-    include_deleted: bool = False
+from plugins.user.models import UserRecord, email_key
+from plugins.user.schemas import UserFilter
 
 
 class UserRepository(BaseRepository[UserRecord]):
@@ -26,8 +15,18 @@ class UserRepository(BaseRepository[UserRecord]):
 
     async def get_by_email(self, email: str) -> UserRecord | None:
         """The live user with `email`, compared case-insensitively (the unique index's rule)."""
-        stmt = self.select().where(func.lower(col(UserRecord.email)) == func.lower(email))
+        stmt = self.select().where(col(UserRecord.email_key) == email_key(email))
         return (await self.session.exec(stmt)).first()
+
+    async def get_for_update(
+        self, user_id: str, *, include_deleted: bool = False
+    ) -> UserRecord | None:
+        """The user, row-locked until the transaction ends (PostgreSQL; SQLite's writers are
+        serialised already), so a change is decided on the row as it is now."""
+        record = await self.session.get(UserRecord, user_id, with_for_update=True)
+        if record is None or (record.deleted_at is not None and not include_deleted):
+            return None
+        return record
 
     async def search(
         self, where: UserFilter, *, limit: int, cursor: str | None = None
@@ -43,7 +42,8 @@ class UserRepository(BaseRepository[UserRecord]):
         """Ids of the live, active admins, row-locked until the transaction ends.
 
         Two admins demoting each other at once serialise here, so one of them always
-        remains (PostgreSQL; SQLite serialises all writers anyway).
+        remains (PostgreSQL; SQLite serialises all writers anyway). Taken before any other
+        user row is locked, always in id order, so two such changes cannot deadlock.
         """
         stmt = (
             select(UserRecord.id)
@@ -52,6 +52,7 @@ class UserRepository(BaseRepository[UserRecord]):
                 col(UserRecord.is_active).is_(True),
                 col(UserRecord.deleted_at).is_(None),
             )
+            .order_by(col(UserRecord.id))
             .with_for_update()
         )
         return list((await self.session.exec(stmt)).all())
@@ -62,7 +63,7 @@ def _conditions(where: UserFilter) -> list[ColumnElement[bool]]:
     if where.q:
         conditions.append(
             or_(
-                col(UserRecord.email).istartswith(where.q, autoescape=True),
+                col(UserRecord.email_key).startswith(email_key(where.q), autoescape=True),
                 col(UserRecord.name).icontains(where.q, autoescape=True),
             )
         )

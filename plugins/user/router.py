@@ -14,8 +14,7 @@ from core.identity import CurrentPrincipal, Principal, require_role
 from plugins.user.api import Role, User
 from plugins.user.hooks import cached_account
 from plugins.user.models import EMAIL_MAX_LENGTH
-from plugins.user.repository import UserFilter
-from plugins.user.schemas import AdminUpdate, ProfileUpdate, UserCreate
+from plugins.user.schemas import AdminUpdate, ProfileUpdate, UserCreate, UserFilter
 from plugins.user.service import UserService
 
 Admin = Annotated[Principal, Depends(require_role("admin"))]
@@ -27,6 +26,7 @@ def user_filter(
         Query(
             min_length=1,
             max_length=EMAIL_MAX_LENGTH,
+            pattern=r"^[^\x00-\x1f\x7f]+$",
             description="Email prefix or name substring, ignoring case.",
         ),
     ] = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -25,12 +26,16 @@ def check_email(value: str) -> str:
     return value
 
 
+def has_control_characters(value: str) -> bool:
+    return any(unicodedata.category(c) in {"Cc", "Cf"} for c in value)
+
+
 def check_name(value: str) -> str:
     """A display name: trimmed, not empty, no control characters."""
     value = value.strip()
     if not value:
         raise ValueError("must not be blank")
-    if any(unicodedata.category(c) in {"Cc", "Cf"} for c in value):
+    if has_control_characters(value):
         raise ValueError("must not contain control or formatting characters")
     return value
 
@@ -77,3 +82,13 @@ class AdminUpdate(_Patch):
     name: DisplayName | None = None
     role: Role | None = None
     is_active: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserFilter:
+    """What an admin's user list is narrowed to; None means no constraint."""
+
+    q: str | None = None
+    role: str | None = None
+    is_active: bool | None = None
+    include_deleted: bool = False

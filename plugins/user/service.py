@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -12,9 +13,9 @@ from core.errors import ConflictError, InvalidInputError, NotFoundError
 from core.hooks import emit
 from core.identity import Principal
 from plugins.user.api import ROLES, USER_ID_PREFIX, User
-from plugins.user.models import UserRecord
-from plugins.user.repository import UserFilter, UserRepository
-from plugins.user.schemas import check_email, check_name
+from plugins.user.models import UserRecord, email_key
+from plugins.user.repository import UserRepository
+from plugins.user.schemas import UserFilter, check_email, check_name, has_control_characters
 from plugins.user.settings import UserSettings
 
 
@@ -45,7 +46,7 @@ class UserService:
         return to_user(await self._record(user_id, include_deleted=include_deleted))
 
     async def get_by_email(self, email: str) -> User:
-        record = await self.users.get_by_email(email)
+        record = None if has_control_characters(email) else await self.users.get_by_email(email)
         if record is None:
             raise NotFoundError(f"No user with email {email}", code="user.not_found")
         return to_user(record)
@@ -78,11 +79,12 @@ class UserService:
         self._check_role(role)
         if await self.users.get_by_email(email) is not None:
             raise _email_taken(email)
-        record = UserRecord(email=email, name=name, role=role)
+        record = UserRecord(email=email, email_key=email_key(email), name=name, role=role)
         try:
-            await self.users.create(record)
+            # A savepoint: losing the race undoes this insert only, not the caller's work.
+            async with self.session.begin_nested():
+                await self.users.create(record)
         except IntegrityError:  # a concurrent request took the email first
-            await self.session.rollback()
             raise _email_taken(email) from None
         user = to_user(record)
         await self._committed(partial(emit, self.hooks.user_created, user=user))
@@ -90,37 +92,40 @@ class UserService:
 
     async def update(self, user_id: str, changes: dict[str, Any]) -> User:
         """Apply `changes` (field → new value); fields that already hold the value are no change."""
-        record = await self._record(user_id)
         if "name" in changes:
             changes = {**changes, "name": self._check_name(changes["name"])}
+        if "role" in changes:
+            self._check_role(changes["role"])
+        demoting = changes.get("role", "admin") != "admin" or changes.get("is_active") is False
+        admins = await self.users.lock_active_admins() if demoting else []
+        record = await self._record(user_id, for_update=True)
         changes = {k: v for k, v in changes.items() if getattr(record, k) != v}
         if not changes:
             return to_user(record)
-        if "role" in changes:
-            self._check_role(changes["role"])
-        if changes.get("role", "admin") != "admin" or changes.get("is_active", True) is False:
-            await self._keep_an_admin(record, "demote or deactivate")
+        if demoting:
+            self._keep_an_admin(record, admins, "demote or deactivate")
         await self.users.update(record, changes)
         user = to_user(record)
         await self._committed(partial(emit, self.hooks.user_updated, user=user, changes=changes))
         return user
 
     async def delete(self, user_id: str) -> None:
-        record = await self._record(user_id)
-        await self._keep_an_admin(record, "delete")
+        admins = await self.users.lock_active_admins()
+        record = await self._record(user_id, for_update=True)
+        self._keep_an_admin(record, admins, "delete")
         await self.users.soft_delete(record)
         await self._committed(partial(emit, self.hooks.user_deleted, user_id=record.id))
 
     async def restore(self, user_id: str) -> User:
         """Bring a soft-deleted user back; 409 if another live user has the email meanwhile."""
-        record = await self._record(user_id, include_deleted=True)
+        record = await self._record(user_id, include_deleted=True, for_update=True)
         if record.deleted_at is None:
             return to_user(record)
         email = record.email
         try:
-            await self.users.restore(record)
+            async with self.session.begin_nested():
+                await self.users.restore(record)
         except IntegrityError:
-            await self.session.rollback()
             raise _email_taken(email) from None
         user = to_user(record)
         await self._committed(partial(emit, self.hooks.user_restored, user_id=record.id))
@@ -134,10 +139,13 @@ class UserService:
 
     # Rules
 
-    async def _record(self, user_id: str, *, include_deleted: bool = False) -> UserRecord:
+    async def _record(
+        self, user_id: str, *, include_deleted: bool = False, for_update: bool = False
+    ) -> UserRecord:
         record = None
         if is_valid_id(user_id, USER_ID_PREFIX):
-            record = await self.users.get(user_id, include_deleted=include_deleted)
+            get = self.users.get_for_update if for_update else self.users.get
+            record = await get(user_id, include_deleted=include_deleted)
         if record is None:
             raise _not_found(user_id)
         return record
@@ -159,11 +167,14 @@ class UserService:
         if role not in ROLES:
             raise InvalidInputError("role", f"Input should be one of: {', '.join(sorted(ROLES))}")
 
-    async def _keep_an_admin(self, record: UserRecord, action: str) -> None:
-        """Refuse to take away the last active admin (nobody could administer afterwards)."""
+    def _keep_an_admin(self, record: UserRecord, admins: Sequence[str], action: str) -> None:
+        """Refuse to take away the last active admin (nobody could administer afterwards).
+
+        `admins` are the active admins' ids, locked by the caller before `record` was.
+        """
         if record.role != "admin" or not record.is_active:
             return
-        others = [i for i in await self.users.lock_active_admins() if i != record.id]
+        others = [i for i in admins if i != record.id]
         if not others:
             raise ConflictError(
                 f"Cannot {action} {record.email}: it is the last active admin. "

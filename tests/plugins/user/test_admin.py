@@ -253,6 +253,21 @@ async def test_with_two_admins_one_may_step_down(users: UserApp, admin: dict[str
     assert_problem(last, 409, "user.last_admin")
 
 
+async def test_patching_a_deleted_user_is_404_and_changes_nothing(
+    users: UserApp, admin: dict[str, Any], alice: dict[str, Any]
+) -> None:
+    await users.client.delete(f"{USERS}/{alice['id']}", headers=as_user(admin))
+
+    response = await users.client.patch(
+        f"{USERS}/{alice['id']}", headers=as_user(admin), json={"name": "Zombie"}
+    )
+
+    assert_problem(response, 404, "user.not_found")
+    assert await users.rows('SELECT name FROM "user" WHERE id = :id', id=alice["id"]) == [
+        ("Alice",)
+    ]
+
+
 async def test_patching_an_unknown_user_is_404(users: UserApp, admin: dict[str, Any]) -> None:
     response = await users.client.patch(
         f"{USERS}/{UNKNOWN}", headers=as_user(admin), json={"name": "X"}

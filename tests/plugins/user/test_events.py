@@ -6,11 +6,13 @@ change when the listener ran, i.e. whether it was committed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import pytest
 
+from core.errors import ConflictError
 from core.logging import RequestIdFilter
 from tests.plugins.user.conftest import PLUGINS, USERS, UserApp, as_user
 from tests.support.problems import assert_problem
@@ -139,6 +141,7 @@ async def test_the_public_api_finds_users_by_email_ignoring_case_and_deleted(
         "/api/v1/userwatch/by-email?email=alice@example.com",
         f"/api/v1/userwatch/by-id/{alice['id']}",
         "/api/v1/userwatch/by-id/garbage",
+        "/api/v1/userwatch/by-email?email=alice%00@example.com",
     ):
         assert_problem(await users.client.get(url), 404, "user.not_found")
 
@@ -149,3 +152,98 @@ async def test_the_public_api_refuses_a_taken_email(users: UserApp, alice: dict[
     )
     assert_problem(response, 409, "user.email_taken")
     assert await users.rows('SELECT count(*) FROM "user"') == [(1,)]
+
+
+# Another plugin's own transaction handling: events follow the transaction, however it ends.
+
+
+async def created_emails(users: UserApp) -> list[str]:
+    return [e["email"] for e in await users.events() if e["event"] == "user_created"]
+
+
+async def test_a_transaction_committed_by_begin_fires_its_events(users: UserApp) -> None:
+    directory = users.app.state.kernel.container_of("user").directory
+    async with users.app.state.database.write_sessions() as session:
+        async with session.begin():
+            await directory(session=session).create("fay@example.com", "Fay")
+        assert await created_emails(users) == []  # at the latest when the session closes
+    assert await created_emails(users) == ["fay@example.com"]
+    assert [e["visible"] for e in await users.events()] == [True]
+
+
+async def test_a_rolled_back_transaction_fires_nothing_even_if_the_session_commits_later(
+    users: UserApp,
+) -> None:
+    directory = users.app.state.kernel.container_of("user").directory
+    async with users.app.state.database.write_sessions() as session:
+
+        async def give_up() -> None:
+            async with session.begin():
+                await directory(session=session).create("ghost@example.com", "Ghost")
+                raise RuntimeError("the caller gives up")
+
+        with pytest.raises(RuntimeError):
+            await give_up()
+        await directory(session=session).create("gus@example.com", "Gus")
+        await session.commit()
+
+    assert await created_emails(users) == ["gus@example.com"]
+    assert await users.rows('SELECT email FROM "user"') == [("gus@example.com",)]
+
+
+async def test_a_rolled_back_savepoint_drops_its_events_and_keeps_the_rest(
+    users: UserApp,
+) -> None:
+    directory = users.app.state.kernel.container_of("user").directory
+    async with users.app.state.database.write_sessions() as session:
+        await directory(session=session).create("kept@example.com", "Kept")
+
+        async def undo() -> None:
+            async with session.begin_nested():
+                await directory(session=session).create("undone@example.com", "Undone")
+                raise RuntimeError("undo the savepoint")
+
+        with pytest.raises(RuntimeError):
+            await undo()
+        await session.commit()
+
+    assert await created_emails(users) == ["kept@example.com"]
+    assert await users.rows('SELECT email FROM "user"') == [("kept@example.com",)]
+
+
+async def test_losing_the_email_race_keeps_the_callers_earlier_work(
+    users: UserApp, database_url: str
+) -> None:
+    """The insert that loses runs in a savepoint: only it is undone, and the caller may go on.
+
+    Only PostgreSQL lets the two transactions overlap; SQLite serialises writers, so there
+    the loser sees the winner's row before inserting and is refused without a race.
+    """
+    directory = users.app.state.kernel.container_of("user").directory
+    database = users.app.state.database
+    sqlite = database_url.startswith("sqlite")
+    async with database.write_sessions() as winner, database.write_sessions() as caller:
+        await directory(session=winner).create("race@example.com", "Winner")  # not committed
+        if sqlite:  # the caller could not even begin while the winner holds the lock
+            await winner.commit()
+        await directory(session=caller).create("first@example.com", "First")
+
+        async def lose() -> None:
+            with pytest.raises(ConflictError) as refused:
+                await directory(session=caller).create("RACE@example.com", "Loser")
+            assert refused.value.code == "user.email_taken"
+
+        if sqlite:
+            await lose()
+        else:
+            losing = asyncio.create_task(lose())  # blocks on the winner's uncommitted row
+            await asyncio.sleep(0.2)
+            assert not losing.done()
+            await winner.commit()
+            await losing
+        await caller.commit()
+
+    assert sorted(await created_emails(users)) == ["first@example.com", "race@example.com"]
+    assert sorted(await users.rows('SELECT email FROM "user"')) == [
+        ("first@example.com",), ("race@example.com",)
+    ]  # fmt: skip

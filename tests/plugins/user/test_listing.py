@@ -89,6 +89,8 @@ async def test_limit_bounds_are_accepted(users: UserApp, admin: dict[str, Any], 
         ("role=root", "role"),
         ("is_active=maybe", "is_active"),
         ("q=", "q"),
+        ("q=a%00", "q"),
+        ("q=%0Aadmin", "q"),
     ],
 )
 async def test_bad_query_parameters_are_422_naming_them(

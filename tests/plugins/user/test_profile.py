@@ -42,12 +42,31 @@ async def test_me_without_a_principal_is_401(users: UserApp) -> None:
     "claimed",
     [
         pytest.param("usr_01JD8X0000000000000000000A", id="unknown-id"),
-        pytest.param("not-a-user-id", id="malformed-id"),
-        pytest.param("alp_01JD8X0000000000000000000A", id="other-prefix"),
+        pytest.param("usr_not-a-ulid", id="malformed-user-id"),
     ],
 )
-async def test_a_principal_without_an_account_is_401(users: UserApp, claimed: str) -> None:
+async def test_a_user_principal_without_an_account_is_401(users: UserApp, claimed: str) -> None:
     assert_problem(await users.client.get(ME, headers=as_user(claimed)), 401, "core.unauthorized")
+
+
+@pytest.mark.parametrize("claimed", ["svc_01JD8X0000000000000000000A", "api-client"])
+async def test_a_principal_that_is_not_a_user_acts_but_has_no_account(
+    users: UserApp, admin: dict[str, Any], claimed: str
+) -> None:
+    """Service accounts and API clients (DESIGN §9) pass the account check unchanged."""
+    assert_problem(await users.client.get(ME, headers=as_user(claimed)), 404, "user.not_found")
+    # Their roles are their authenticator's business, not the user plugin's.
+    listed = await users.client.get(USERS, headers=as_user(f"{claimed}:admin"))
+    assert listed.status_code == 200, listed.text
+    refused = await users.client.get(USERS, headers=as_user(claimed))
+    assert_problem(refused, 403, "core.forbidden")
+
+
+async def test_a_user_claiming_admin_in_the_token_is_still_a_user(
+    users: UserApp, alice: dict[str, Any]
+) -> None:
+    response = await users.client.get(USERS, headers=as_user(f"{alice['id']}:admin"))
+    assert_problem(response, 403, "core.forbidden")
 
 
 async def test_a_deactivated_user_cannot_act(users: UserApp) -> None:

@@ -1,13 +1,13 @@
 """The `user` table as the database holds it, on SQLite and PostgreSQL.
 
 The migration `9a7e5c310001` creates it; these tests look at the real database (catalogs,
-raw SQL) rather than through the service, except for the timestamp round trip.
+raw SQL) rather than through the service, except for the timestamp round trips and the
+rules only the service applies (how the email key is derived, which role is known).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,35 +17,40 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, SAWarning
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-import plugins.user.models  # noqa: F401  (puts the `user` table into core.db.metadata)
 from core.app import create_app
 from core.db import metadata
-from core.errors import InvalidInputError
+from core.errors import ConflictError, InvalidInputError
 from core.kernel import Kernel
 from core.migrator import Migrator
 from plugins.user.api import User
+from plugins.user.models import email_key  # (also puts the `user` table into core.db.metadata)
 from tests.conftest import make_settings, migrate
 from tests.support.databases import fresh_database, inspect_database
 
 USER_REV = "9a7e5c310001"
 COLUMNS = {
-    "id", "email", "name", "role", "is_active", "email_verified",
+    "id", "email", "email_key", "name", "role", "is_active", "email_verified",
     "created_at", "updated_at", "deleted_at",
 }  # fmt: skip
 UNIQUE_EMAIL = "uq_user_email_live"
-# The partial expression index exactly as each backend's catalog spells it.
+# The partial index on the plain `email_key` column, exactly as each backend's catalog spells it.
 UNIQUE_EMAIL_DEFINITION = {
-    "sqlite": (
-        "CREATE UNIQUE INDEX uq_user_email_live ON user (lower(email)) WHERE deleted_at IS NULL"
-    ),
+    "sqlite": "CREATE UNIQUE INDEX uq_user_email_live ON user (email_key) WHERE deleted_at IS NULL",
     "postgresql": (
         'CREATE UNIQUE INDEX uq_user_email_live ON public."user" USING btree '
-        "(lower((email)::text)) WHERE (deleted_at IS NULL)"
+        "(email_key) WHERE (deleted_at IS NULL)"
     ),
+}
+# How each backend reports a row the unique email index refuses. SQLite names the index only
+# when it is on an expression; on plain columns it names them, and the upgrade test shows
+# `uq_user_email_live` is the only unique index there is on `email_key`.
+UNIQUE_EMAIL_VIOLATION = {
+    "sqlite": "UNIQUE constraint failed: user.email_key",
+    "postgresql": f'duplicate key value violates unique constraint "{UNIQUE_EMAIL}"',
 }
 # Secondary indexes of `user` (not the primary key's) with their stored definitions.
 INDEX_DEFINITIONS = {
@@ -67,17 +72,6 @@ def backend(url: str) -> str:
     return make_url(url).get_backend_name()
 
 
-def _quietly(work: Callable[[Connection], Any]) -> Callable[[Connection], Any]:
-    """`work`, without SQLite's notice that it cannot reflect expression-based indexes."""
-
-    def run(connection: Connection) -> Any:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Skipped unsupported reflection", SAWarning)
-            return work(connection)
-
-    return run
-
-
 async def tables(url: str) -> set[str]:
     return set(await inspect_database(url, lambda c: inspect(c).get_table_names()))
 
@@ -87,6 +81,13 @@ async def index_definitions(url: str) -> dict[str, str]:
     return dict(await fetch(url, INDEX_DEFINITIONS[backend(url)]))
 
 
+def _index_shape(index: Any) -> dict[str, Any]:
+    """A reflected index, comparable: SQLite reflects a WHERE clause as a `text()` object
+    (equal only to itself), so dialect options are kept as their SQL text."""
+    options = {key: str(value) for key, value in index.get("dialect_options", {}).items()}
+    return {**index, "unique": bool(index["unique"]), "dialect_options": options}
+
+
 def _table_shape(connection: Connection) -> dict[str, Any]:
     """What SQLAlchemy reflects of `user`: columns, primary key, checks, indexes."""
     found = inspect(connection)
@@ -94,12 +95,12 @@ def _table_shape(connection: Connection) -> dict[str, Any]:
         "columns": {c["name"]: (repr(c["type"]), c["nullable"]) for c in found.get_columns("user")},
         "primary_key": found.get_pk_constraint("user"),
         "checks": sorted((c["name"], c["sqltext"]) for c in found.get_check_constraints("user")),
-        "indexes": {i["name"]: i for i in found.get_indexes("user")},
+        "indexes": {i["name"]: _index_shape(i) for i in found.get_indexes("user")},
     }
 
 
 async def table_shape(url: str) -> dict[str, Any]:
-    return dict(await inspect_database(url, _quietly(_table_shape)))
+    return dict(await inspect_database(url, _table_shape))
 
 
 async def fetch(url: str, query: str, **params: Any) -> list[tuple[Any, ...]]:
@@ -124,16 +125,18 @@ async def execute(url: str, statement: str, **params: Any) -> None:
 async def insert_user(
     url: str, user_id: str, email: str, *, deleted: bool = False, role: str = "user"
 ) -> None:
-    """One row written with plain SQL, so only the database's own rules apply."""
+    """One row written with plain SQL, so only the database's own rules apply; `email_key`
+    is set as the service sets it (`test_the_service_stores_the_email_and_its_key` checks)."""
     deleted_at = "CURRENT_TIMESTAMP" if deleted else "NULL"
     await execute(
         url,
-        'INSERT INTO "user" (id, email, name, role, is_active, email_verified, '
+        'INSERT INTO "user" (id, email, email_key, name, role, is_active, email_verified, '
         "created_at, updated_at, deleted_at) "
-        "VALUES (:id, :email, 'Someone', :role, :active, :verified, "
+        "VALUES (:id, :email, :key, 'Someone', :role, :active, :verified, "
         f"CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, {deleted_at})",
         id=user_id,
         email=email,
+        key=email_key(email),
         role=role,
         active=True,
         verified=False,
@@ -177,8 +180,11 @@ async def test_upgrade_creates_the_user_table_with_its_columns_and_indexes(
     assert shape["primary_key"]["constrained_columns"] == ["id"]
     assert shape["primary_key"]["name"] == "pk_user"
     assert [name for name, _ in shape["checks"]] == ["ck_user_role"]
+    assert shape["columns"]["email_key"][1] is False  # NOT NULL
     deleted_at = shape["indexes"]["ix_user_deleted_at"]
-    assert (deleted_at["column_names"], bool(deleted_at["unique"])) == (["deleted_at"], False)
+    assert (deleted_at["column_names"], deleted_at["unique"]) == (["deleted_at"], False)
+    unique_email = shape["indexes"][UNIQUE_EMAIL]  # reflected: a plain column, not an expression
+    assert (unique_email["column_names"], unique_email["unique"]) == (["email_key"], True)
     indexes = await index_definitions(database_url)
     assert set(indexes) == {"ix_user_deleted_at", UNIQUE_EMAIL}
     assert indexes[UNIQUE_EMAIL] == UNIQUE_EMAIL_DEFINITION[backend(database_url)]
@@ -208,20 +214,33 @@ async def test_upgrade_after_downgrade_recreates_the_same_table(migrated: str) -
     assert await stored_ids(migrated) == ["usr_1"]
 
 
-# -- 2. one live account per email, enforced by the database -------------------------------
+# -- 2. one live account per email key, enforced by the database -------------------------
 
 
-async def test_live_emails_differing_only_in_case_are_refused(migrated: str) -> None:
+async def test_live_rows_with_the_same_email_key_are_refused(migrated: str) -> None:
     await insert_user(migrated, "usr_1", "Ann@Example.com")
 
     with pytest.raises(IntegrityError) as caught:
         await insert_user(migrated, "usr_2", "ann@example.COM")
 
-    assert UNIQUE_EMAIL in str(caught.value)
+    assert UNIQUE_EMAIL_VIOLATION[backend(migrated)] in str(caught.value)
     assert await stored_ids(migrated) == ["usr_1"]
 
 
-async def test_soft_deleted_row_does_not_block_a_live_row_with_its_email(migrated: str) -> None:
+async def test_live_rows_with_the_same_non_ascii_email_key_are_refused(migrated: str) -> None:
+    """The index compares the key Python folded, so Ü and ü clash on SQLite too."""
+    await insert_user(migrated, "usr_1", "Ünal@example.com")
+
+    with pytest.raises(IntegrityError) as caught:
+        await insert_user(migrated, "usr_2", "ünal@EXAMPLE.com")
+
+    assert UNIQUE_EMAIL_VIOLATION[backend(migrated)] in str(caught.value)
+    assert await stored_ids(migrated) == ["usr_1"]
+
+
+async def test_soft_deleted_row_does_not_block_a_live_row_with_its_email_key(
+    migrated: str,
+) -> None:
     await insert_user(migrated, "usr_1", "ann@example.com", deleted=True)
 
     await insert_user(migrated, "usr_2", "ANN@example.com")
@@ -229,24 +248,77 @@ async def test_soft_deleted_row_does_not_block_a_live_row_with_its_email(migrate
     assert await stored_ids(migrated) == ["usr_1", "usr_2"]
 
 
-async def test_two_soft_deleted_rows_may_share_an_email(migrated: str) -> None:
+async def test_two_soft_deleted_rows_may_share_an_email_key(migrated: str) -> None:
     await insert_user(migrated, "usr_1", "ann@example.com", deleted=True)
 
-    await insert_user(migrated, "usr_2", "ann@example.com", deleted=True)
+    await insert_user(migrated, "usr_2", "Ann@Example.com", deleted=True)
 
-    assert await stored_ids(migrated) == ["usr_1", "usr_2"]
+    keys = await fetch(migrated, 'SELECT email_key FROM "user" ORDER BY id')
+    assert keys == [("ann@example.com",), ("ann@example.com",)]
 
 
-async def test_undeleting_a_row_is_refused_while_its_email_is_live_again(migrated: str) -> None:
+async def test_undeleting_a_row_is_refused_while_its_email_key_is_live_again(
+    migrated: str,
+) -> None:
     await insert_user(migrated, "usr_1", "ann@example.com", deleted=True)
     await insert_user(migrated, "usr_2", "Ann@example.com")
 
     with pytest.raises(IntegrityError) as caught:
         await execute(migrated, "UPDATE \"user\" SET deleted_at = NULL WHERE id = 'usr_1'")
 
-    assert UNIQUE_EMAIL in str(caught.value)
+    assert UNIQUE_EMAIL_VIOLATION[backend(migrated)] in str(caught.value)
     deleted = await fetch(migrated, 'SELECT id FROM "user" WHERE deleted_at IS NOT NULL')
     assert deleted == [("usr_1",)]
+
+
+async def test_a_row_without_an_email_key_is_refused(migrated: str) -> None:
+    with pytest.raises(IntegrityError) as caught:
+        await execute(
+            migrated,
+            'INSERT INTO "user" (id, email, name, role, is_active, email_verified, '
+            "created_at, updated_at) VALUES ('usr_1', 'ann@example.com', 'Ann', 'user', "
+            ":active, :verified, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+            active=True,
+            verified=False,
+        )
+
+    assert "email_key" in str(caught.value)
+    assert await stored_ids(migrated) == []
+
+
+async def test_the_service_stores_the_email_as_given_and_its_key_lower_cased(
+    migrated: str,
+) -> None:
+    app = create_app(make_settings(migrated, enabled_plugins="user"))
+    service = app.state.kernel.container_of("user").service
+    try:
+        async with app.state.database.write_sessions() as session:
+            await service(session=session).create("Ünal@Example.com", "Ünal")
+    finally:
+        await app.state.database.dispose()
+
+    stored = await fetch(migrated, 'SELECT email, email_key FROM "user"')
+    assert stored == [("Ünal@Example.com", "ünal@example.com")]
+
+
+async def test_the_service_refuses_an_email_differing_only_in_non_ascii_case(
+    migrated: str,
+) -> None:
+    """The point of `email_key`: on SQLite, whose lower() folds only A-Z, the old expression
+    index let `Ünal@…` and `ünal@…` both be live; now both backends refuse the second."""
+    app = create_app(make_settings(migrated, enabled_plugins="user"))
+    service = app.state.kernel.container_of("user").service
+    try:
+        async with app.state.database.write_sessions() as session:
+            await service(session=session).create("Ünal@example.com", "Ünal")
+        async with app.state.database.write_sessions() as session:
+            with pytest.raises(ConflictError) as caught:
+                await service(session=session).create("ünal@EXAMPLE.com", "Other Ünal")
+    finally:
+        await app.state.database.dispose()
+
+    assert caught.value.code == "user.email_taken"
+    assert await fetch(migrated, 'SELECT email FROM "user"') == [("Ünal@example.com",)]
 
 
 # -- 3. the role check ---------------------------------------------------------------------
@@ -281,38 +353,31 @@ def _table_of(diff: Any) -> str | None:
     return str(getattr(target, "table", target).name)
 
 
-def _compare_user_table(connection: Connection) -> tuple[list[Any], set[str]]:
-    """Alembic's differences for `user`, and the expression indexes it said it skipped."""
+def _compare_user_table(connection: Connection) -> tuple[list[Any], list[str]]:
+    """Alembic's differences for `user`, and any warnings it gave while comparing (it warns
+    when it skips what it cannot reflect, such as an expression-based index on SQLite)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         diffs = [d for d in compare_metadata(context, metadata) if _table_of(d) == "user"]
-    skipped = {
-        name
-        for w in caught
-        if "expression-based index" in str(w.message)
-        for name in (UNIQUE_EMAIL, "ix_user_deleted_at")
-        if name in str(w.message)
-    }
-    return diffs, skipped
+    return diffs, [str(w.message) for w in caught]
 
 
 async def test_alembic_finds_no_difference_between_the_models_and_the_migrated_table(
     migrated: str,
 ) -> None:
-    diffs, skipped = await inspect_database(migrated, _compare_user_table)
+    """Columns, types and both indexes (the unique email index included, now that it is on a
+    plain column) are compared on every backend, and nothing is skipped."""
+    diffs, warned = await inspect_database(migrated, _compare_user_table)
 
     assert diffs == []
-    # Alembic cannot reflect expression-based indexes from SQLite, so there it skips the
-    # unique email index (and says so); the next test covers that index on every backend.
-    expected_skips = {UNIQUE_EMAIL} if backend(migrated) == "sqlite" else set()
-    assert skipped == expected_skips
+    assert warned == []
 
 
 async def test_migrated_table_is_the_same_as_one_built_from_the_models(
     migrated: str, tmp_path: Path
 ) -> None:
-    """What Alembic does not compare (checks, partial and expression indexes), the catalog
+    """What Alembic does not compare (check constraints, an index's WHERE clause), the catalog
     does: the table built by `metadata.create_all` must be stored exactly the same way."""
     (tmp_path / "models").mkdir()
     async with fresh_database(backend(migrated), tmp_path / "models") as from_models:

@@ -21,6 +21,7 @@ def upgrade() -> None:
         "user",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("email_key", sa.String(length=320), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("is_active", sa.Boolean(), nullable=False),
@@ -36,7 +37,7 @@ def upgrade() -> None:
     op.create_index(
         "uq_user_email_live",
         "user",
-        [sa.text("lower(email)")],
+        ["email_key"],
         unique=True,
         postgresql_where=LIVE,
         sqlite_where=LIVE,
