@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from plugins.user.api import User
 
@@ -45,6 +46,21 @@ class UserApp:
         assert response.status_code == 200
         events: list[dict[str, Any]] = response.json()
         return events
+
+    @contextmanager
+    def counting_queries(self) -> Iterator[list[str]]:
+        """The SQL statements the app sends to the database inside the block."""
+        statements: list[str] = []
+
+        def record(*args: Any) -> None:
+            statements.append(args[2])
+
+        engine = self.app.state.database.write_engine.sync_engine
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            yield statements
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
 
     async def rows(self, query: str, **params: Any) -> list[tuple[Any, ...]]:
         """Rows straight from the database, to check what was really stored."""

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from tests.plugins.user.conftest import USERS, UserApp, as_user
 from tests.support.problems import assert_problem
@@ -127,30 +124,15 @@ async def test_filters(users: UserApp, admin: dict[str, Any]) -> None:
     assert listed.json()["items"][0]["deleted_at"] is not None
 
 
-@contextmanager
-def counting_queries(users: UserApp) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(*args: Any) -> None:
-        statements.append(args[2])
-
-    engine = users.app.state.database.read_engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
 async def test_a_page_costs_the_same_queries_whatever_its_size(
     users: UserApp, admin: dict[str, Any]
 ) -> None:
     await add_users(users, 60)
 
-    with counting_queries(users) as small:
+    with users.counting_queries() as small:
         page = await users.client.get(f"{USERS}?limit=2", headers=as_user(admin))
         assert len(page.json()["items"]) == 2
-    with counting_queries(users) as large:
+    with users.counting_queries() as large:
         page = await users.client.get(f"{USERS}?limit=60", headers=as_user(admin))
         assert len(page.json()["items"]) == 60
 

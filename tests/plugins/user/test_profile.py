@@ -31,6 +31,14 @@ async def test_me_is_the_callers_account_as_a_dto(users: UserApp, alice: dict[st
     assert body["created_at"].endswith("Z") or body["created_at"].endswith("+00:00")
 
 
+async def test_me_costs_one_query(users: UserApp, alice: dict[str, Any]) -> None:
+    """The account check already loaded the caller's row; `/me` answers from it."""
+    with users.counting_queries() as statements:
+        response = await users.client.get(ME, headers=as_user(alice))
+    assert response.status_code == 200
+    assert len(statements) == 1, statements
+
+
 async def test_me_without_a_principal_is_401(users: UserApp) -> None:
     response = await users.client.get(ME)
     body = assert_problem(response, 401, "core.unauthorized")
