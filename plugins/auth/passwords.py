@@ -1,0 +1,93 @@
+"""Password policy and argon2id hashing. Hashing runs in a worker thread, never on the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import unicodedata
+from functools import cache
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from core.errors import InvalidInputError
+from plugins.auth.settings import AuthSettings
+
+
+@cache
+def common_passwords() -> frozenset[str]:
+    """The 30,000 most common passwords of the zxcvbn project's list (read on first use)."""
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(FREQUENCY_LISTS["passwords"])
+
+
+def normalized(password: str) -> str:
+    """NFKC, as NIST SP 800-63B asks: the same password typed on two keyboards matches."""
+    return unicodedata.normalize("NFKC", password)
+
+
+class PasswordPolicy:
+    """Length limits and a common-password list; no composition rules (NIST SP 800-63B)."""
+
+    def __init__(self, settings: AuthSettings) -> None:
+        self.min_length = settings.password_min_length
+        self.max_length = settings.password_max_length
+
+    def check(self, password: str, *, field: str = "password") -> None:
+        """Raise InvalidInputError (422 naming `field`) for a password the policy refuses."""
+        length = len(password)
+        if length > self.max_length:  # checked first: never hash an over-long password
+            raise InvalidInputError(
+                field, f"String should have at most {self.max_length} characters",
+                kind="string_too_long",
+            )  # fmt: skip
+        if length < self.min_length:
+            raise InvalidInputError(
+                field, f"String should have at least {self.min_length} characters",
+                kind="string_too_short",
+            )  # fmt: skip
+        if normalized(password).lower() in common_passwords():
+            raise InvalidInputError(
+                field, "This password is one of the most common ones; choose another",
+                kind="password_too_common",
+            )  # fmt: skip
+
+
+class PasswordHasherService:
+    """argon2id at no less than OWASP's minimum; every call runs in a worker thread."""
+
+    def __init__(self, settings: AuthSettings) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_cost,
+            parallelism=settings.argon2_parallelism,
+            type=Type.ID,
+        )
+        self._dummy: str | None = None
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._hasher.hash, normalized(password))
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        return await asyncio.to_thread(self._verify, password_hash, normalized(password))
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        """True when the hash was made with other parameters than the configured ones."""
+        try:
+            return self._hasher.check_needs_rehash(password_hash)
+        except InvalidHashError:
+            return True
+
+    async def verify_dummy(self, password: str) -> bool:
+        """Spend the time of a real verification, for an account that does not exist, so the
+        answer's timing does not tell which emails have accounts. Always False."""
+        if self._dummy is None:
+            self._dummy = await asyncio.to_thread(self._hasher.hash, "courtyard dummy password")
+        await self.verify(self._dummy, password + "\x00not the dummy")
+        return False
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False

@@ -1,0 +1,151 @@
+"""JWT access tokens: issued and checked with one pinned algorithm.
+
+HS256 with a key derived from `COURTYARD_SECRET_KEY` by default. With
+`COURTYARD_AUTH__JWT_PRIVATE_KEY` (a PEM Ed25519 or RSA key) tokens are signed with EdDSA
+or RS256 and the public key is published as a JWKS, so other services can verify them.
+Whatever the token's header says, only the configured algorithm is accepted: `alg: none`,
+HS256 signed with a public key, or any other algorithm is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
+from pydantic import SecretStr
+
+from plugins.auth.settings import AuthSettings
+
+ACCESS = "access"
+REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "iat", "jti", "sid", "roles", "typ"]
+_HS256_LABEL = b"courtyard.auth.access-token.v1"
+
+
+class InvalidTokenError(Exception):
+    """The token is not one this app issued, or no longer valid; the message says why."""
+
+
+class KeyConfigurationError(ValueError):
+    """`COURTYARD_AUTH__JWT_PRIVATE_KEY` is not a usable PEM Ed25519 or RSA private key."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: str
+    session_id: str
+    roles: frozenset[str]
+    token_id: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    algorithm: str
+    signing: Any
+    verifying: Any
+    key_id: str | None = None
+    public_jwk: dict[str, Any] | None = None
+
+
+def signing_key(settings: AuthSettings, secret_key: SecretStr) -> SigningKey:
+    """The key tokens are signed and verified with (see the module docstring)."""
+    if settings.jwt_private_key is None:
+        key = hmac.new(secret_key.get_secret_value().encode(), _HS256_LABEL, hashlib.sha256)
+        return SigningKey("HS256", key.digest(), key.digest())
+    try:
+        private = load_pem_private_key(settings.jwt_private_key.get_secret_value().encode(), None)
+    except (ValueError, TypeError) as exc:
+        raise KeyConfigurationError(
+            f"COURTYARD_AUTH__JWT_PRIVATE_KEY is not an unencrypted PEM private key: {exc}"
+        ) from None
+    if isinstance(private, ed25519.Ed25519PrivateKey):
+        algorithm, jwk = "EdDSA", OKPAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    elif isinstance(private, rsa.RSAPrivateKey):
+        if private.key_size < 2048:
+            raise KeyConfigurationError("COURTYARD_AUTH__JWT_PRIVATE_KEY: RSA needs >= 2048 bits")
+        algorithm, jwk = "RS256", RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    else:
+        raise KeyConfigurationError(
+            "COURTYARD_AUTH__JWT_PRIVATE_KEY must be an Ed25519 or RSA private key"
+        )
+    key_id = _thumbprint(jwk)
+    public_jwk = {**jwk, "kid": key_id, "alg": algorithm, "use": "sig"}
+    return SigningKey(algorithm, private, private.public_key(), key_id, public_jwk)
+
+
+def _thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256, base64url), used as the key id."""
+    required = {"OKP": ("crv", "kty", "x"), "RSA": ("e", "kty", "n")}[jwk["kty"]]
+    canonical = json.dumps({k: jwk[k] for k in required}, separators=(",", ":"), sort_keys=True)
+    digest = hashlib.sha256(canonical.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+class AccessTokens:
+    def __init__(self, settings: AuthSettings, key: SigningKey) -> None:
+        self.settings = settings
+        self.key = key
+
+    @property
+    def ttl(self) -> int:
+        return self.settings.access_token_ttl
+
+    def issue(
+        self, user_id: str, session_id: str, roles: frozenset[str], *, now: datetime | None = None
+    ) -> str:
+        issued = now or datetime.now(UTC)
+        claims = {
+            "iss": self.settings.jwt_issuer,
+            "aud": self.settings.jwt_audience,
+            "sub": user_id,
+            "iat": issued,
+            "exp": issued + timedelta(seconds=self.ttl),
+            "jti": secrets.token_urlsafe(16),
+            "sid": session_id,
+            "roles": sorted(roles),
+            "typ": ACCESS,
+        }
+        headers = {"kid": self.key.key_id} if self.key.key_id else None
+        return jwt.encode(claims, self.key.signing, algorithm=self.key.algorithm, headers=headers)
+
+    def decode(self, token: str) -> AccessClaims:
+        """The claims of a valid access token; InvalidTokenError for anything else."""
+        try:
+            claims = jwt.decode(
+                token,
+                self.key.verifying,
+                algorithms=[self.key.algorithm],  # pinned: the header cannot choose
+                audience=self.settings.jwt_audience,
+                issuer=self.settings.jwt_issuer,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidTokenError(str(exc)) from None
+        if claims["typ"] != ACCESS:
+            raise InvalidTokenError(f"not an access token (typ={claims['typ']!r})")
+        roles = claims["roles"]
+        if not (isinstance(roles, list) and all(isinstance(r, str) for r in roles)):
+            raise InvalidTokenError("roles must be a list of strings")
+        if not all(isinstance(claims[c], str) for c in ("sub", "sid", "jti")):
+            raise InvalidTokenError("sub, sid and jti must be strings")
+        return AccessClaims(
+            user_id=claims["sub"],
+            session_id=claims["sid"],
+            roles=frozenset(roles),
+            token_id=claims["jti"],
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        )
+
+    def jwks(self) -> dict[str, Any] | None:
+        """The public keys as a JWK Set; None with a symmetric (HS256) key, which is secret."""
+        return {"keys": [self.key.public_jwk]} if self.key.public_jwk else None
