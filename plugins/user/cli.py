@@ -22,11 +22,19 @@ PAGE = 100
 def build_cli(container: Any) -> typer.Typer:
     cli = typer.Typer(name="users", help="Manage user accounts.", no_args_is_help=True)
 
-    def run(ctx: typer.Context, work: Callable[[UserService], Awaitable[T]]) -> T:
-        """Run `work` with a service on a fresh session (its changes commit as they go)."""
+    def run(
+        ctx: typer.Context, work: Callable[[UserService], Awaitable[T]], *, reads_only: bool = False
+    ) -> T:
+        """Run `work` with a service on a fresh session (its changes commit as they go).
+
+        `reads_only` uses a read session: no transaction, so on SQLite a listing never
+        waits for (or holds up) the app's writers.
+        """
+        database = container.database()
+        sessions = database.read_sessions if reads_only else database.write_sessions
 
         async def session_work() -> T:
-            async with container.database().write_sessions() as session:
+            async with sessions() as session:
                 return await work(container.service(session=session))
 
         context: CliContext = ctx.obj
@@ -54,7 +62,7 @@ def build_cli(container: Any) -> typer.Typer:
                     return found
                 cursor = page.next_cursor
 
-        rows = run(ctx, every_user)
+        rows = run(ctx, every_user, reads_only=True)
         table(
             ["id", "email", "name", "role", "active", "verified", "deleted"],
             [
