@@ -1,5 +1,22 @@
-"""The `auth` plugin (in progress): passwords, JWT access tokens, rotating refresh tokens.
-
-Not registered as an entry point yet: the password and token building blocks are here and
-tested; the tables, routes, sessions and throttling follow.
+"""The `auth` plugin: passwords, JWT access tokens, rotating refresh tokens, sessions,
+throttling. It proves who the caller is (the core's `authenticate` hook) and keeps no
+account data of its own: accounts are the `user` plugin's, reached through its `api.py`.
 """
+
+from core.plugin import Plugin
+
+plugin = Plugin(
+    name="auth",
+    package=__name__,
+    version="0.1.0",
+    requires=("user",),
+    description="Sign-up and sign-in: passwords, access and refresh tokens, sessions.",
+    prefix="auth",
+    tag="auth",
+    settings="settings:AuthSettings",
+    container="container:AuthContainer",
+    router="router:build_router",
+    models="models",
+    hooks="hooks:AuthHooks",
+    migrations="migrations/versions",
+)

@@ -33,15 +33,18 @@ class PasswordPolicy:
         self.min_length = settings.password_min_length
         self.max_length = settings.password_max_length
 
-    def check(self, password: str, *, field: str = "password") -> None:
-        """Raise InvalidInputError (422 naming `field`) for a password the policy refuses."""
-        length = len(password)
-        if length > self.max_length:  # checked first: never hash an over-long password
+    def check_length(self, password: str, *, field: str = "password") -> None:
+        """Refuse an over-long password (422) before anything hashes it."""
+        if len(password) > self.max_length:
             raise InvalidInputError(
                 field, f"String should have at most {self.max_length} characters",
                 kind="string_too_long",
             )  # fmt: skip
-        if length < self.min_length:
+
+    def check(self, password: str, *, field: str = "password") -> None:
+        """Raise InvalidInputError (422 naming `field`) for a password the policy refuses."""
+        self.check_length(password, field=field)
+        if len(password) < self.min_length:
             raise InvalidInputError(
                 field, f"String should have at least {self.min_length} characters",
                 kind="string_too_short",

@@ -23,6 +23,8 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 USER_ID_PREFIX = "usr"
+EMAIL_MAX_LENGTH = 320  # RFC 3696 (errata): 64 for the local part, @, 255 for the domain
+NAME_MAX_LENGTH = 200  # the most any deployment may allow (`COURTYARD_USER__MAX_NAME_LENGTH`)
 
 Role = Literal["user", "admin"]
 ROLES: frozenset[str] = frozenset({"user", "admin"})

@@ -4,10 +4,7 @@ from sqlalchemy import CheckConstraint, Index, String
 from sqlmodel import Field, col
 
 from core.db import Entity, id_field
-from plugins.user.api import USER_ID_PREFIX
-
-EMAIL_MAX_LENGTH = 320  # RFC 3696 (errata): 64 for the local part, @, 255 for the domain
-NAME_MAX_LENGTH = 200
+from plugins.user.api import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH, USER_ID_PREFIX
 
 
 class UserRecord(Entity, table=True):

@@ -11,9 +11,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from core.db import Page, PageParams, ReadSession, WriteSession, page_params
 from core.errors import problem_responses
 from core.identity import CurrentPrincipal, Principal, require_role
-from plugins.user.api import Role, User
+from plugins.user.api import EMAIL_MAX_LENGTH, Role, User
 from plugins.user.hooks import cached_account
-from plugins.user.models import EMAIL_MAX_LENGTH
 from plugins.user.schemas import AdminUpdate, ProfileUpdate, UserCreate, UserFilter
 from plugins.user.service import UserService
 

@@ -9,8 +9,7 @@ from typing import Annotated, Any
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from plugins.user.api import Role
-from plugins.user.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
+from plugins.user.api import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH, Role
 
 
 def check_email(value: str) -> str:

@@ -214,15 +214,19 @@ def test_without_the_user_plugin_there_is_no_users_command(courtyard: Courtyard)
     enabled = ok(courtyard("--help"))
     assert "users" in help_commands(enabled)
 
-    disabled = ok(courtyard("--help", enabled=None, COURTYARD_DISABLED_PLUGINS="user"))
+    # `auth` requires `user`, so both go.
+    disabled = ok(courtyard("--help", enabled=None, COURTYARD_DISABLED_PLUGINS="auth,user"))
     assert "users" not in help_commands(disabled)
     assert {"serve", "plugins", "db"} <= set(help_commands(disabled))
 
-    result = courtyard("users", "list", enabled=None, COURTYARD_DISABLED_PLUGINS="user")
+    result = courtyard("users", "list", enabled=None, COURTYARD_DISABLED_PLUGINS="auth,user")
     assert result.returncode != 0
     assert result.stdout == ""
     assert "No such command 'users'" in result.stderr
     assert "Traceback" not in result.stderr
+
+    alone = courtyard("users", "list", enabled=None, COURTYARD_DISABLED_PLUGINS="user")
+    assert_one_line_error(alone, "plugin 'auth' requires 'user', which is disabled")
 
 
 async def soft_delete(database_url: str, user_id: str) -> None:

@@ -1,0 +1,49 @@
+from typing import Any
+
+from dependency_injector import containers, providers
+
+from core.db import Database
+from core.settings import CoreSettings
+from plugins.auth.passwords import PasswordHasherService, PasswordPolicy
+from plugins.auth.repository import revoked_sessions_loader
+from plugins.auth.revocation import RevokedSessions
+from plugins.auth.service import AuthService
+from plugins.auth.settings import AuthSettings
+from plugins.auth.throttle import LoginThrottle, open_storage
+from plugins.auth.tokens import AccessTokens, signing_key
+
+
+class AuthContainer(containers.DeclarativeContainer):
+    """Inputs come from the core and the `user` plugin; everything here lives as long as the app."""
+
+    settings = providers.Dependency(instance_of=AuthSettings)
+    core_settings = providers.Dependency(instance_of=CoreSettings)
+    database = providers.Dependency(instance_of=Database)
+    hooks: providers.Dependency[Any] = providers.Dependency()
+    user = providers.DependenciesContainer()
+
+    signing_key = providers.Singleton(
+        signing_key, settings=settings, secret_key=core_settings.provided.secret_key
+    )
+    tokens = providers.Singleton(AccessTokens, settings=settings, key=signing_key)
+    hasher = providers.Singleton(PasswordHasherService, settings=settings)
+    policy = providers.Singleton(PasswordPolicy, settings=settings)
+    rate_limit_storage = providers.Singleton(open_storage, url=settings.provided.rate_limit_storage)
+    throttle = providers.Singleton(LoginThrottle, settings=settings, storage=rate_limit_storage)
+    revoked = providers.Singleton(
+        RevokedSessions,
+        loader=providers.Callable(revoked_sessions_loader, database=database),
+        interval=settings.provided.revocation_check_interval,
+        horizon=settings.provided.access_token_ttl,
+    )
+    service = providers.Singleton(
+        AuthService,
+        settings=settings,
+        database=database,
+        directory=user.directory.provider,
+        hasher=hasher,
+        policy=policy,
+        tokens=tokens,
+        revoked=revoked,
+        throttle=throttle,
+    )

@@ -1,0 +1,74 @@
+"""The core and `user` hooks the `auth` plugin implements."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from fastapi import FastAPI, Request
+from limits.errors import StorageError
+
+from core.hookspecs import NotReady, ReadinessCheck, hookimpl
+from core.identity import Principal
+from plugins.auth.cli import build_cli
+from plugins.auth.openapi import offer_password_flow
+from plugins.auth.tokens import InvalidTokenError
+from plugins.user.api import User
+
+
+class AuthHooks:
+    def __init__(self, container: Any) -> None:
+        self.container = container
+        # Built now, so a bad key or setting stops startup (one line naming it), not a request.
+        self.tokens = container.tokens()
+        self.revoked = container.revoked()
+        container.service()
+
+    @hookimpl
+    async def authenticate(self, request: Request) -> Principal | None:
+        """The caller of a valid access token (`Authorization: Bearer …`) whose session has
+        not been revoked; None for anything else, so another authenticator may try."""
+        header = request.headers.get("authorization")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        try:
+            claims = self.tokens.decode(token.strip())
+        except InvalidTokenError:
+            return None
+        if await self.revoked.is_revoked(claims.session_id):
+            return None
+        return Principal(user_id=claims.user_id, roles=claims.roles, session_id=claims.session_id)
+
+    @hookimpl
+    async def user_deleted(self, user_id: str) -> None:
+        await self.container.service().revoke_user_sessions(user_id)
+
+    @hookimpl
+    async def user_updated(self, user: User, changes: dict[str, Any]) -> None:
+        if changes.get("is_active") is False:
+            await self.container.service().revoke_user_sessions(user.id)
+
+    @hookimpl
+    def register_commands(self) -> list[typer.Typer]:
+        return [build_cli(self.container)]
+
+    @hookimpl
+    def register_readiness_checks(self) -> list[ReadinessCheck]:
+        storage = self.container.rate_limit_storage()
+
+        async def rate_limits() -> None:
+            try:
+                reachable = await storage.check()
+            except StorageError:
+                reachable = False
+            if not reachable:
+                raise NotReady("the rate-limit storage cannot be reached")
+
+        return [ReadinessCheck("rate_limits", rate_limits)]
+
+    @hookimpl
+    def startup(self, app: FastAPI) -> None:
+        offer_password_flow(app, token_url=app.url_path_for("auth_token"))

@@ -1,0 +1,86 @@
+"""The `auth_*` tables. Private to the plugin.
+
+These rows record security facts, so they are never soft-deleted: a session is *revoked*
+(`revoked_at`), a refresh token is *spent* (`used_at`), and both stay as an audit trail
+until the session's absolute expiry has passed.
+"""
+
+from datetime import datetime
+
+from sqlalchemy import Column, ForeignKey, Index, String
+from sqlmodel import Field, col
+
+from core.db import Model, UTCDateTime, id_field, utcnow
+from core.db.ids import ID_MAX_LENGTH
+
+SESSION_ID_PREFIX = "ses"
+REFRESH_TOKEN_ID_PREFIX = "rtk"  # noqa: S105 - an id prefix, not a secret
+USER_AGENT_MAX_LENGTH = 512
+IP_MAX_LENGTH = 64
+HASH_LENGTH = 64  # SHA-256, hex
+
+
+def _user_id() -> Column[str]:
+    return Column(String(ID_MAX_LENGTH), ForeignKey("user.id", ondelete="CASCADE"), nullable=False)
+
+
+class Credential(Model, table=True):
+    """A user's password, as an argon2id hash. Users without one cannot log in with a password."""
+
+    __tablename__ = "auth_credential"
+
+    user_id: str = Field(
+        sa_column=Column(
+            String(ID_MAX_LENGTH),
+            ForeignKey("user.id", ondelete="CASCADE"),
+            primary_key=True,
+        )
+    )
+    password_hash: str = Field(sa_type=String(255))
+    changed_at: datetime = Field(
+        default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs={"nullable": False}
+    )
+
+
+class AuthSession(Model, table=True):
+    """One signed-in device: created by a login, kept alive by refreshes, ended by revocation."""
+
+    __tablename__ = "auth_session"
+
+    id: str = id_field(SESSION_ID_PREFIX)
+    user_id: str = Field(sa_column=_user_id())
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs={"nullable": False}
+    )
+    last_used_at: datetime = Field(
+        default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs={"nullable": False}
+    )
+    expires_at: datetime = Field(sa_type=UTCDateTime, sa_column_kwargs={"nullable": False})
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    user_agent: str | None = Field(default=None, sa_type=String(USER_AGENT_MAX_LENGTH))
+    ip: str | None = Field(default=None, sa_type=String(IP_MAX_LENGTH))
+
+
+class RefreshToken(Model, table=True):
+    """One refresh token of a session. Only its SHA-256 is stored, never the token."""
+
+    __tablename__ = "auth_refresh_token"
+
+    id: str = id_field(REFRESH_TOKEN_ID_PREFIX)
+    session_id: str = Field(
+        sa_column=Column(
+            String(ID_MAX_LENGTH),
+            ForeignKey("auth_session.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    token_hash: str = Field(sa_type=String(HASH_LENGTH), unique=True)
+    issued_at: datetime = Field(
+        default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs={"nullable": False}
+    )
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    replaced_by: str | None = Field(default=None, sa_type=String(ID_MAX_LENGTH))
+
+
+Index("ix_auth_session_user_id", col(AuthSession.user_id))

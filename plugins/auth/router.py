@@ -1,0 +1,118 @@
+"""`/api/v1/auth`: sign up, sign in, stay signed in, sign out, manage sessions.
+
+No `from __future__ import annotations` here: FastAPI must see the route signatures' types.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import OAuth2PasswordRequestForm
+
+from core.db import Page, PageParams, page_params
+from core.errors import NotFoundError, problem_responses
+from core.identity import CurrentPrincipal
+from plugins.auth.schemas import (
+    LoginRequest,
+    PasswordChange,
+    RefreshRequest,
+    SessionInfo,
+    SignedIn,
+    SignupRequest,
+    Tokens,
+)
+from plugins.auth.service import AuthService, Client
+
+
+def client_of(request: Request) -> Client:
+    """The caller's address (as the server sees it: run uvicorn with `--proxy-headers`
+    behind a proxy) and user agent."""
+    return Client(
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+def build_router(container: Any) -> APIRouter:
+    router = APIRouter()
+
+    def auth_service() -> AuthService:
+        return container.service()  # type: ignore[no-any-return]
+
+    Auth = Annotated[AuthService, Depends(auth_service)]
+    ClientInfo = Annotated[Client, Depends(client_of)]
+
+    @router.post(
+        "/signup", status_code=201, response_model=SignedIn, responses=problem_responses(409)
+    )
+    async def signup(data: SignupRequest, auth: Auth, client: ClientInfo) -> SignedIn:
+        """Create an account and sign it in; 409 when the email is taken."""
+        return await auth.signup(data.email, data.password, data.name, client)
+
+    @router.post("/login", response_model=SignedIn, responses=problem_responses(401, 429))
+    async def login(data: LoginRequest, auth: Auth, client: ClientInfo) -> SignedIn:
+        """Sign in with email and password. Every failure is the same 401."""
+        return await auth.login(data.email, data.password, client)
+
+    @router.post(
+        "/token",
+        name="auth_token",
+        response_model=SignedIn,
+        responses=problem_responses(401, 429),
+    )
+    async def token(
+        form: Annotated[OAuth2PasswordRequestForm, Depends()], auth: Auth, client: ClientInfo
+    ) -> SignedIn:
+        """OAuth2 password flow (form fields `username` = email, `password`), for Swagger's
+        Authorize button and OAuth2 clients. Same rules as `/login`."""
+        return await auth.login(form.username, form.password, client)
+
+    @router.post("/refresh", response_model=Tokens, responses=problem_responses(401))
+    async def refresh(data: RefreshRequest, auth: Auth) -> Tokens:
+        """Trade a refresh token for a new pair. Each refresh token works once; using one
+        twice ends its session."""
+        return await auth.refresh(data.refresh_token)
+
+    @router.post("/logout", status_code=204)
+    async def logout(data: RefreshRequest, auth: Auth) -> Response:
+        """End the session the refresh token belongs to; its access tokens stop working."""
+        await auth.logout(data.refresh_token)
+        return Response(status_code=204)
+
+    @router.post("/password", status_code=204, responses=problem_responses(401, 403))
+    async def change_password(
+        data: PasswordChange, principal: CurrentPrincipal, auth: Auth
+    ) -> Response:
+        """Change the caller's password; every other session of the caller ends."""
+        await auth.change_password(
+            principal.user_id, principal.session_id, data.current_password, data.new_password
+        )
+        return Response(status_code=204)
+
+    @router.get("/sessions", response_model=Page[SessionInfo], responses=problem_responses(401))
+    async def list_sessions(
+        principal: CurrentPrincipal,
+        auth: Auth,
+        page: Annotated[PageParams, Depends(page_params)],
+    ) -> Page[SessionInfo]:
+        """The caller's active sessions, newest first."""
+        return await auth.sessions(principal.user_id, principal.session_id, page)
+
+    @router.delete("/sessions/{session_id}", status_code=204, responses=problem_responses(401, 404))
+    async def revoke_session(session_id: str, principal: CurrentPrincipal, auth: Auth) -> Response:
+        """End one of the caller's sessions (another user's → 404)."""
+        await auth.revoke_session(principal.user_id, session_id)
+        return Response(status_code=204)
+
+    @router.get("/jwks.json", responses=problem_responses(404))
+    async def jwks() -> dict[str, Any]:
+        """The public keys access tokens are signed with (asymmetric keys only)."""
+        keys = container.tokens().jwks()
+        if keys is None:
+            raise NotFoundError(
+                "Tokens are signed with a shared secret (HS256); there is no public key. "
+                "Set COURTYARD_AUTH__JWT_PRIVATE_KEY to sign with Ed25519 or RSA.",
+                code="auth.no_public_keys",
+            )
+        return keys  # type: ignore[no-any-return]
+
+    return router

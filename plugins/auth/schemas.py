@@ -1,0 +1,67 @@
+"""What the `auth` HTTP API accepts and answers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from plugins.auth.settings import PASSWORD_MAX_LENGTH_LIMIT
+from plugins.user.api import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH, User
+
+# The configured limits are checked by the service (422 naming the field); these bounds only
+# stop absurd bodies before that.
+Password = Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH_LIMIT)]
+Email = Annotated[str, Field(min_length=1, max_length=EMAIL_MAX_LENGTH)]
+RefreshTokenValue = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignupRequest(_Input):
+    email: Email
+    password: Password
+    name: Annotated[str, Field(min_length=1, max_length=NAME_MAX_LENGTH)]
+
+
+class LoginRequest(_Input):
+    email: Email
+    password: Password
+
+
+class RefreshRequest(_Input):
+    refresh_token: RefreshTokenValue
+
+
+class PasswordChange(_Input):
+    current_password: Password
+    new_password: Password
+
+
+class Tokens(BaseModel):
+    """A fresh token pair. Send `access_token` as `Authorization: Bearer …`; keep
+    `refresh_token` secret and trade it at `/refresh` for the next pair (it works once)."""
+
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
+    expires_in: int = Field(description="Seconds until the access token expires.")
+
+
+class SignedIn(Tokens):
+    user: User
+
+
+class SessionInfo(BaseModel):
+    """A signed-in device of the caller."""
+
+    id: str
+    created_at: datetime
+    last_used_at: datetime = Field(description="When its tokens were last refreshed.")
+    expires_at: datetime = Field(description="When it ends, refreshed or not.")
+    user_agent: str | None
+    ip: str | None
+    current: bool = Field(description="True for the session the request's token belongs to.")

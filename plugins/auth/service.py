@@ -1,0 +1,306 @@
+"""Signing in and staying signed in: credentials, sessions and token rotation.
+
+The service opens its own sessions rather than taking the request's, because where each
+transaction starts and ends is part of the security design: argon2 runs between
+transactions (on SQLite a write transaction holds the database's only write lock), a
+refresh is one short transaction that spends its token atomically, and revocations reach
+the in-process revocation set only after they have committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from core.db import AppSession, Database, Page, PageParams, is_valid_id
+from core.errors import ForbiddenError, NotFoundError, UnauthorizedError
+from plugins.auth.models import (
+    IP_MAX_LENGTH,
+    SESSION_ID_PREFIX,
+    USER_AGENT_MAX_LENGTH,
+    AuthSession,
+    RefreshToken,
+)
+from plugins.auth.passwords import PasswordHasherService, PasswordPolicy
+from plugins.auth.repository import AuthRepository
+from plugins.auth.revocation import RevokedSessions
+from plugins.auth.schemas import SessionInfo, SignedIn, Tokens
+from plugins.auth.settings import AuthSettings
+from plugins.auth.throttle import LoginThrottle
+from plugins.auth.tokens import AccessTokens, new_refresh_token, refresh_token_hash
+from plugins.user.api import User, UserDirectory
+
+logger = logging.getLogger("courtyard.auth")
+
+DirectoryFactory = Callable[..., UserDirectory]
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Where a sign-in comes from, as shown in the session list."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+def invalid_credentials() -> UnauthorizedError:
+    # One answer for every reason a sign-in fails, so it tells nothing about the account.
+    return UnauthorizedError("Invalid email or password", code="auth.invalid_credentials")
+
+
+def invalid_refresh_token() -> UnauthorizedError:
+    return UnauthorizedError(
+        "The refresh token is invalid, expired or already used; sign in again",
+        code="auth.invalid_refresh_token",
+    )
+
+
+class AuthService:
+    def __init__(
+        self,
+        *,
+        settings: AuthSettings,
+        database: Database,
+        directory: DirectoryFactory,
+        hasher: PasswordHasherService,
+        policy: PasswordPolicy,
+        tokens: AccessTokens,
+        revoked: RevokedSessions,
+        throttle: LoginThrottle,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.directory = directory
+        self.hasher = hasher
+        self.policy = policy
+        self.tokens = tokens
+        self.revoked = revoked
+        self.throttle = throttle
+
+    # Signing in
+
+    async def signup(self, email: str, password: str, name: str, client: Client) -> SignedIn:
+        """A new account with its password and a first session; 409 when the email is taken."""
+        self.policy.check(password)
+        password_hash = await self.hasher.hash(password)
+        async with self.database.write_sessions() as session:
+            user = await self.directory(session=session).create(email, name)
+            await AuthRepository(session).save_credential(user.id, password_hash, _now())
+            tokens = await self._open_session(session, user, client)
+            await session.commit()
+        return SignedIn(user=user, **tokens.model_dump())
+
+    async def login(self, email: str, password: str, client: Client) -> SignedIn:
+        """Tokens for the right email and password of an active account; the same 401 for
+        every other case, after the same amount of work."""
+        self.policy.check_length(password)
+        await self.throttle.check(email, client.ip)
+        async with self.database.primary_read_sessions() as session:
+            user = await _find(self.directory(session=session), email)
+            credential = await AuthRepository(session).credential(user.id) if user else None
+        if user is None or credential is None:
+            await self.hasher.verify_dummy(password)
+            ok = False
+        else:
+            ok = await self.hasher.verify(credential.password_hash, password)
+        if not ok or user is None or credential is None or not user.is_active:
+            await self.throttle.failed(email, client.ip)
+            raise invalid_credentials()
+        new_hash = None
+        if self.hasher.needs_rehash(credential.password_hash):
+            new_hash = await self.hasher.hash(password)
+        async with self.database.write_sessions() as session:
+            if new_hash is not None:
+                await AuthRepository(session).save_credential(user.id, new_hash, _now())
+            tokens = await self._open_session(session, user, client)
+            await session.commit()
+        return SignedIn(user=user, **tokens.model_dump())
+
+    async def refresh(self, refresh_token: str) -> Tokens:
+        """A new pair for a valid refresh token, which is spent. A spent token presented
+        again means it was copied: the whole session is revoked."""
+        now = _now()
+        async with self.database.write_sessions() as session:
+            repo = AuthRepository(session)
+            token = await repo.refresh_token(refresh_token_hash(refresh_token))
+            if token is None:
+                raise invalid_refresh_token()
+            auth_session = await repo.get_session(token.session_id)
+            if auth_session is None or not _live(auth_session, now):
+                raise invalid_refresh_token()
+            if token.used_at is not None:
+                await self._revoke(session, auth_session.user_id, only=auth_session.id)
+                await session.commit()
+                logger.warning(
+                    "refresh token reuse: session %s of user %s revoked",
+                    auth_session.id,
+                    auth_session.user_id,
+                )
+                raise invalid_refresh_token()
+            user = await _find_by_id(self.directory(session=session), auth_session.user_id)
+            if user is None or not user.is_active:
+                raise invalid_refresh_token()
+            secret, successor = self._refresh_token_for(auth_session.id, now)
+            if not await repo.spend(token.id, successor.id, now):
+                # A concurrent refresh with the same token won; this one gets nothing. Not
+                # treated as theft: two tabs of one client refreshing at once look like this.
+                raise invalid_refresh_token()
+            await repo.add(successor)
+            await repo.touch(auth_session.id, now)
+            await session.commit()
+        return self._tokens(user, auth_session.id, secret)
+
+    async def logout(self, refresh_token: str) -> None:
+        """Revoke the session the refresh token belongs to (spent or not). Unknown tokens
+        are ignored, as RFC 7009 asks: the answer says nothing about a token's validity."""
+        async with self.database.write_sessions() as session:
+            repo = AuthRepository(session)
+            token = await repo.refresh_token(refresh_token_hash(refresh_token))
+            auth_session = await repo.get_session(token.session_id) if token else None
+            if auth_session is not None:
+                await self._revoke(session, auth_session.user_id, only=auth_session.id)
+                await session.commit()
+
+    # The caller's own account
+
+    async def change_password(
+        self, user_id: str, session_id: str | None, current: str, new: str
+    ) -> None:
+        """Replace the password after checking the current one; every other session ends."""
+        self.policy.check_length(current, field="current_password")
+        async with self.database.primary_read_sessions() as session:
+            credential = await AuthRepository(session).credential(user_id)
+        ok = credential is not None and await self.hasher.verify(credential.password_hash, current)
+        if not ok:
+            raise ForbiddenError("The current password is wrong", code="auth.wrong_password")
+        self.policy.check(new, field="new_password")
+        await self._set_password(user_id, await self.hasher.hash(new), keep=session_id)
+
+    async def set_password(self, email: str, password: str) -> User:
+        """An operator's reset (CLI): the new password, and every session of the user ends."""
+        self.policy.check(password)
+        async with self.database.primary_read_sessions() as session:
+            user = await self.directory(session=session).get_by_email(email)
+        await self._set_password(user.id, await self.hasher.hash(password), keep=None)
+        return user
+
+    async def sessions(
+        self, user_id: str, current: str | None, page: PageParams
+    ) -> Page[SessionInfo]:
+        async with self.database.primary_read_sessions() as session:
+            rows = await AuthRepository(session).active_sessions(
+                user_id, _now(), limit=page.limit, cursor=page.cursor
+            )
+        items = [_session_info(row, current) for row in rows[: page.limit]]
+        next_cursor = items[-1].id if len(rows) > page.limit else None
+        return Page[SessionInfo](items=items, next_cursor=next_cursor)
+
+    async def revoke_session(self, user_id: str, session_id: str) -> None:
+        """End one of the user's sessions; 404 for a session that is not theirs."""
+        async with self.database.write_sessions() as session:
+            found = (
+                await AuthRepository(session).get_session(session_id)
+                if is_valid_id(session_id, SESSION_ID_PREFIX)
+                else None
+            )
+            if found is None or found.user_id != user_id:
+                raise NotFoundError(
+                    f"Session {session_id} not found", code="auth.session_not_found"
+                )
+            await self._revoke(session, user_id, only=session_id)
+            await session.commit()
+
+    async def revoke_user_sessions(self, user_id: str) -> int:
+        """End every session of the user (deleted, deactivated, or an operator's order)."""
+        async with self.database.write_sessions() as session:
+            revoked = await self._revoke(session, user_id)
+            await session.commit()
+        return len(revoked)
+
+    async def revoke_sessions_of(self, email: str) -> tuple[User, int]:
+        async with self.database.primary_read_sessions() as session:
+            user = await self.directory(session=session).get_by_email(email)
+        return user, await self.revoke_user_sessions(user.id)
+
+    # Internals
+
+    async def _set_password(self, user_id: str, password_hash: str, *, keep: str | None) -> None:
+        async with self.database.write_sessions() as session:
+            await AuthRepository(session).save_credential(user_id, password_hash, _now())
+            await self._revoke(session, user_id, keep=keep)
+            await session.commit()
+
+    async def _open_session(self, session: AppSession, user: User, client: Client) -> Tokens:
+        now = _now()
+        auth_session = AuthSession(
+            user_id=user.id,
+            created_at=now,
+            last_used_at=now,
+            expires_at=now + timedelta(seconds=self.settings.session_lifetime),
+            user_agent=_clip(client.user_agent, USER_AGENT_MAX_LENGTH),
+            ip=_clip(client.ip, IP_MAX_LENGTH),
+        )
+        secret, refresh = self._refresh_token_for(auth_session.id, now)
+        await AuthRepository(session).add(auth_session, refresh)
+        return self._tokens(user, auth_session.id, secret)
+
+    def _refresh_token_for(self, session_id: str, now: datetime) -> tuple[str, RefreshToken]:
+        secret = new_refresh_token()
+        row = RefreshToken(
+            session_id=session_id, token_hash=refresh_token_hash(secret), issued_at=now
+        )
+        return secret, row
+
+    def _tokens(self, user: User, session_id: str, refresh_token: str) -> Tokens:
+        access = self.tokens.issue(user.id, session_id, frozenset({user.role}))
+        return Tokens(access_token=access, refresh_token=refresh_token, expires_in=self.tokens.ttl)
+
+    async def _revoke(
+        self, session: AppSession, user_id: str, *, only: str | None = None, keep: str | None = None
+    ) -> Sequence[str]:
+        """Revoke sessions in the caller's transaction; once it commits, this instance refuses
+        their access tokens at once (the others within the revocation interval)."""
+        ids = await AuthRepository(session).revoke_sessions(user_id, _now(), only=only, keep=keep)
+        if ids:
+            session.after_commit(lambda: self.revoked.add(ids))
+        return ids
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _live(auth_session: AuthSession, now: datetime) -> bool:
+    return auth_session.revoked_at is None and auth_session.expires_at > now
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    return value[:limit] if value else None
+
+
+async def _find(users: UserDirectory, email: str) -> User | None:
+    try:
+        return await users.get_by_email(email)
+    except NotFoundError:
+        return None
+
+
+async def _find_by_id(users: UserDirectory, user_id: str) -> User | None:
+    try:
+        return await users.get(user_id)
+    except NotFoundError:
+        return None
+
+
+def _session_info(row: AuthSession, current: str | None) -> SessionInfo:
+    return SessionInfo(
+        id=row.id,
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
+        expires_at=row.expires_at,
+        user_agent=row.user_agent,
+        ip=row.ip,
+        current=row.id == current,
+    )
