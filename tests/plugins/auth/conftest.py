@@ -1,0 +1,113 @@
+"""An app with the `user` and `auth` plugins, and helpers that speak to it like a client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from tests.conftest import AppFactory
+
+AUTH = "/api/v1/auth"
+ME = "/api/v1/users/me"
+PLUGINS = "user,auth"
+# Long enough, and in no common-password list.
+PASSWORD = "correct horse battery staple"
+NEW_PASSWORD = "a different, longer passphrase"
+
+
+def bearer(tokens: dict[str, Any] | str) -> dict[str, str]:
+    """The Authorization header for an access token (or a token response holding one)."""
+    token = tokens if isinstance(tokens, str) else tokens["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class AuthApp:
+    client: httpx.AsyncClient
+
+    @property
+    def app(self) -> Any:
+        return self.client.app  # type: ignore[attr-defined]
+
+    @property
+    def container(self) -> Any:
+        return self.app.state.kernel.container_of("auth")
+
+    def client_from(self, ip: str) -> httpx.AsyncClient:
+        """Another client of the same app whose requests come from `ip` (close it after)."""
+        transport = httpx.ASGITransport(app=self.app, client=(ip, 50000))
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+    async def signup(
+        self, email: str, password: str = PASSWORD, name: str = "Test User"
+    ) -> dict[str, Any]:
+        """Sign up through the API; the 201 body (user and tokens)."""
+        response = await self.client.post(
+            f"{AUTH}/signup", json={"email": email, "password": password, "name": name}
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def login(
+        self, email: str, password: str = PASSWORD, *, client: httpx.AsyncClient | None = None
+    ) -> httpx.Response:
+        return await (client or self.client).post(
+            f"{AUTH}/login", json={"email": email, "password": password}
+        )
+
+    async def refresh(self, refresh_token: str) -> httpx.Response:
+        return await self.client.post(f"{AUTH}/refresh", json={"refresh_token": refresh_token})
+
+    async def logout(self, refresh_token: str) -> httpx.Response:
+        return await self.client.post(f"{AUTH}/logout", json={"refresh_token": refresh_token})
+
+    async def me(self, tokens: dict[str, Any] | str) -> httpx.Response:
+        return await self.client.get(ME, headers=bearer(tokens))
+
+    async def user_service(self, work: Callable[[Any], Any]) -> Any:
+        """Run `work(service)` with the `user` plugin's service, as an admin's tool would."""
+        service = self.app.state.kernel.container_of("user").service
+        async with self.app.state.database.write_sessions() as session:
+            return await work(service(session=session))
+
+    async def rows(self, query: str, **params: Any) -> list[tuple[Any, ...]]:
+        """Rows straight from the database, to check what was really stored."""
+        async with self.app.state.database.write_engine.connect() as connection:
+            result = await connection.execute(text(query), params)
+            return [tuple(row) for row in result.all()]
+
+    async def execute(self, statement: str, **params: Any) -> None:
+        """Change the database behind the app's back (e.g. to age a session)."""
+        async with self.app.state.database.write_engine.begin() as connection:
+            await connection.execute(text(statement), params)
+
+
+AuthAppFactory = Callable[..., AbstractAsyncContextManager[AuthApp]]
+
+
+@pytest.fixture
+def auth_app(app_client: AppFactory) -> AuthAppFactory:
+    """`async with auth_app(login_limit_per_account="3/minute") as app:` — `auth` settings
+    as keywords; `core={...}` for core settings. Migrated and running."""
+
+    @asynccontextmanager
+    async def factory(*, core: dict[str, Any] | None = None, **auth: Any) -> AsyncIterator[AuthApp]:
+        options = {"enabled_plugins": PLUGINS, **(core or {})}
+        async with app_client(plugin_settings={"auth": auth}, **options) as client:
+            yield AuthApp(client)
+
+    return factory
+
+
+@pytest.fixture
+async def auth(auth_app: AuthAppFactory) -> AsyncIterator[AuthApp]:
+    """The app with default settings."""
+    async with auth_app() as app:
+        yield app
