@@ -120,7 +120,7 @@ class AuthService:
 
     async def refresh(self, refresh_token: str) -> Tokens:
         """A new pair for a valid refresh token, which is spent. A spent token presented
-        again means it was copied: the whole session is revoked."""
+        again (after `refresh_reuse_grace`) means it was copied: the session is revoked."""
         now = _now()
         async with self.database.write_sessions() as session:
             repo = AuthRepository(session)
@@ -131,6 +131,10 @@ class AuthService:
             if auth_session is None or not _live(auth_session, now):
                 raise invalid_refresh_token()
             if token.used_at is not None:
+                if now - token.used_at < timedelta(seconds=self.settings.refresh_reuse_grace):
+                    # Spent a moment ago: a concurrent refresh with the same token that had
+                    # to wait for the first one (SQLite serialises writers). Not theft.
+                    raise invalid_refresh_token()
                 await self._revoke(session, auth_session.user_id, only=auth_session.id)
                 await session.commit()
                 logger.warning(
@@ -144,8 +148,8 @@ class AuthService:
                 raise invalid_refresh_token()
             secret, successor = self._refresh_token_for(auth_session.id, now)
             if not await repo.spend(token.id, successor.id, now):
-                # A concurrent refresh with the same token won; this one gets nothing. Not
-                # treated as theft: two tabs of one client refreshing at once look like this.
+                # A concurrent refresh with the same token won (PostgreSQL re-checked the
+                # row after it committed); this one gets nothing. Not theft, as above.
                 raise invalid_refresh_token()
             await repo.add(successor)
             await repo.touch(auth_session.id, now)

@@ -20,6 +20,14 @@ class AuthSettings(PluginSettings):
         ge=3600,
         description="Absolute session lifetime, s: refresh tokens stop working after it.",
     )
+    refresh_reuse_grace: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="A refresh token presented again within this many seconds of its use is "
+        "refused without revoking its session (two tabs refreshing at once); later, reuse "
+        "revokes the session as theft.",
+    )
     revocation_check_interval: float = Field(
         5.0,
         gt=0,
