@@ -70,5 +70,6 @@ class AuthHooks:
         return [ReadinessCheck("rate_limits", rate_limits)]
 
     @hookimpl
-    def startup(self, app: FastAPI) -> None:
+    async def startup(self, app: FastAPI) -> None:
         offer_password_flow(app, token_url=app.url_path_for("auth_token"))
+        await self.container.hasher().prepare()

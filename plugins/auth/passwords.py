@@ -81,11 +81,17 @@ class PasswordHasherService:
         except InvalidHashError:
             return True
 
+    async def prepare(self) -> None:
+        """Make the dummy hash (at startup), so no login pays for it: a first unknown-email
+        login that hashed *and* verified would take longer than a wrong password."""
+        if self._dummy is None:
+            self._dummy = await asyncio.to_thread(self._hasher.hash, "courtyard dummy password")
+
     async def verify_dummy(self, password: str) -> bool:
         """Spend the time of a real verification, for an account that does not exist, so the
         answer's timing does not tell which emails have accounts. Always False."""
-        if self._dummy is None:
-            self._dummy = await asyncio.to_thread(self._hasher.hash, "courtyard dummy password")
+        await self.prepare()  # already done by the plugin's startup
+        assert self._dummy is not None
         await self.verify(self._dummy, password + "\x00not the dummy")
         return False
 

@@ -22,6 +22,18 @@ class AuthRepository:
     async def credential(self, user_id: str) -> Credential | None:
         return await self.session.get(Credential, user_id)
 
+    async def lock_credential(self, user_id: str) -> Credential | None:
+        """The user's credential as stored now, row-locked until the transaction ends."""
+        return await self.session.get(
+            Credential, user_id, with_for_update=True, populate_existing=True
+        )
+
+    async def rehash(self, credential: Credential, password_hash: str) -> None:
+        """The same password under new parameters: not a change (`changed_at` stays)."""
+        credential.password_hash = password_hash
+        self.session.add(credential)
+        await self.session.flush()
+
     async def save_credential(self, user_id: str, password_hash: str, now: datetime) -> None:
         credential = await self.session.get(Credential, user_id, with_for_update=True)
         if credential is None:

@@ -78,13 +78,17 @@ def build_router(container: Any) -> APIRouter:
         await auth.logout(data.refresh_token)
         return Response(status_code=204)
 
-    @router.post("/password", status_code=204, responses=problem_responses(401, 403))
+    @router.post("/password", status_code=204, responses=problem_responses(401, 403, 429))
     async def change_password(
-        data: PasswordChange, principal: CurrentPrincipal, auth: Auth
+        data: PasswordChange, principal: CurrentPrincipal, auth: Auth, client: ClientInfo
     ) -> Response:
         """Change the caller's password; every other session of the caller ends."""
         await auth.change_password(
-            principal.user_id, principal.session_id, data.current_password, data.new_password
+            principal.user_id,
+            principal.session_id,
+            data.current_password,
+            data.new_password,
+            client,
         )
         return Response(status_code=204)
 

@@ -96,7 +96,7 @@ class AuthService:
         """Tokens for the right email and password of an active account; the same 401 for
         every other case, after the same amount of work."""
         self.policy.check_length(password)
-        await self.throttle.check(email, client.ip)
+        await self.throttle.attempt(email, client.ip)
         async with self.database.primary_read_sessions() as session:
             user = await _find(self.directory(session=session), email)
             credential = await AuthRepository(session).credential(user.id) if user else None
@@ -106,16 +106,23 @@ class AuthService:
         else:
             ok = await self.hasher.verify(credential.password_hash, password)
         if not ok or user is None or credential is None or not user.is_active:
-            await self.throttle.failed(email, client.ip)
             raise invalid_credentials()
-        new_hash = None
+        rehashed = None
         if self.hasher.needs_rehash(credential.password_hash):
-            new_hash = await self.hasher.hash(password)
+            rehashed = await self.hasher.hash(password)
         async with self.database.write_sessions() as session:
-            if new_hash is not None:
-                await AuthRepository(session).save_credential(user.id, new_hash, _now())
+            repo = AuthRepository(session)
+            # The password may have changed while it was being checked (its other sessions
+            # were revoked then): this login must neither open a session nor, by saving a
+            # rehash, bring the old password back.
+            current = await repo.lock_credential(user.id)
+            if current is None or current.changed_at != credential.changed_at:
+                raise invalid_credentials()
+            if rehashed is not None:
+                await repo.rehash(current, rehashed)
             tokens = await self._open_session(session, user, client)
             await session.commit()
+        await self.throttle.succeeded(email)
         return SignedIn(user=user, **tokens.model_dump())
 
     async def refresh(self, refresh_token: str) -> Tokens:
@@ -170,15 +177,18 @@ class AuthService:
     # The caller's own account
 
     async def change_password(
-        self, user_id: str, session_id: str | None, current: str, new: str
+        self, user_id: str, session_id: str | None, current: str, new: str, client: Client
     ) -> None:
-        """Replace the password after checking the current one; every other session ends."""
+        """Replace the password after checking the current one; every other session ends.
+        Throttled like a login, so a stolen access token cannot guess the password."""
         self.policy.check_length(current, field="current_password")
+        await self.throttle.attempt(user_id, client.ip)
         async with self.database.primary_read_sessions() as session:
             credential = await AuthRepository(session).credential(user_id)
         ok = credential is not None and await self.hasher.verify(credential.password_hash, current)
         if not ok:
             raise ForbiddenError("The current password is wrong", code="auth.wrong_password")
+        await self.throttle.succeeded(user_id)
         self.policy.check(new, field="new_password")
         await self._set_password(user_id, await self.hasher.hash(new), keep=session_id)
 

@@ -52,14 +52,15 @@ class AuthSettings(PluginSettings):
     rate_limit_storage: str = Field(
         "memory://",
         repr=False,
-        description="Where failed-login counters live: memory:// (one instance) or "
+        description="Where sign-in attempt counters live: memory:// (one instance) or "
         "redis://host:port/db (shared by every instance).",
     )
     login_limit_per_account: str = Field(
-        "10/minute", description="Failed logins allowed per account (email) per window."
+        "10/minute",
+        description="Sign-in attempts per account (email) per window; a success clears it.",
     )
     login_limit_per_ip: str = Field(
-        "100/minute", description="Failed logins allowed per client IP per window."
+        "100/minute", description="Sign-in attempts per client IP per window."
     )
 
     @field_validator("rate_limit_storage")

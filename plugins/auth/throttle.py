@@ -1,11 +1,16 @@
-"""Failed-login throttling, per account and per client IP, in the `limits` library's storage.
+"""Login throttling, per account and per client IP, in the `limits` library's storage.
 
-Only failures count. A caller over either limit gets 429 with `Retry-After` before its
-password is even checked, so guessing stops; the account's counter forgets each failure
-after one window, so someone else's failures cannot lock the owner out for longer than
-that. Accounts are keyed by a hash of the email as typed (lower-cased), so the storage —
-possibly a shared Redis — never holds addresses, and unknown emails are throttled exactly
-like known ones (the limit reveals nothing about which accounts exist).
+Every attempt is counted as it starts, atomically (the storage checks and counts in one
+step), so guesses sent in parallel cannot outrun the limit while their passwords are
+being checked; a caller over either limit gets 429 with `Retry-After` before its password
+is even looked at. A successful login clears its account's count — the owner signing in
+wipes an attacker's failures — so in effect the account limit counts failures; the IP
+limit counts every attempt (a generous limit: refunding successes there would let an
+attacker reset their own count with an account of their own). Each attempt is forgotten
+after one window, so someone else's failures lock the owner out for at most that long.
+Accounts are keyed by a hash of the email as typed (lower-cased), so the storage —
+possibly a shared Redis — never holds addresses, and unknown emails are throttled
+exactly like known ones (the limit reveals nothing about which accounts exist).
 """
 
 from __future__ import annotations
@@ -41,33 +46,34 @@ class LoginThrottle:
         self._per_account: RateLimitItem = parse(settings.login_limit_per_account)
         self._per_ip: RateLimitItem = parse(settings.login_limit_per_ip)
 
-    async def check(self, email: str, ip: str | None) -> None:
-        """Raise 429 (with Retry-After) when the account or the IP has failed too often."""
-        for limit, key in self._keys(email, ip):
+    async def attempt(self, account: str, ip: str | None) -> None:
+        """Count an attempt against the account (an email as typed, or a user id) and the
+        IP; 429 (with Retry-After) when either is over its limit, in which case the
+        password must not be checked."""
+        for limit, key in self._keys(account, ip):
             try:
-                allowed = await self._limiter.test(limit, _NAMESPACE, key)
-                if not allowed:
-                    stats = await self._limiter.get_window_stats(limit, _NAMESPACE, key)
+                if await self._limiter.hit(limit, _NAMESPACE, key):
+                    continue
+                stats = await self._limiter.get_window_stats(limit, _NAMESPACE, key)
             except StorageError as exc:
                 raise _unavailable(exc) from None
-            if not allowed:
-                raise TooManyRequestsError(
-                    "Too many failed sign-in attempts; try again later",
-                    code="auth.too_many_attempts",
-                    retry_after=math.ceil(stats.reset_time - time.time()),
-                )
+            raise TooManyRequestsError(
+                "Too many sign-in attempts; try again later",
+                code="auth.too_many_attempts",
+                retry_after=math.ceil(stats.reset_time - time.time()),
+            )
 
-    async def failed(self, email: str, ip: str | None) -> None:
-        """Count one failed attempt against the account and the IP."""
+    async def succeeded(self, account: str) -> None:
+        """The account's owner got in: forget the account's attempts."""
+        limit, key = self._keys(account, None)[0]
         try:
-            for limit, key in self._keys(email, ip):
-                await self._limiter.hit(limit, _NAMESPACE, key)
+            await self._limiter.clear(limit, _NAMESPACE, key)
         except StorageError as exc:
             raise _unavailable(exc) from None
 
-    def _keys(self, email: str, ip: str | None) -> list[tuple[RateLimitItem, str]]:
-        account = hashlib.sha256(email.strip().lower().encode("utf-8", "replace")).hexdigest()
-        keys = [(self._per_account, f"account:{account}")]
+    def _keys(self, account: str, ip: str | None) -> list[tuple[RateLimitItem, str]]:
+        hashed = hashlib.sha256(account.strip().lower().encode("utf-8", "replace")).hexdigest()
+        keys = [(self._per_account, f"account:{hashed}")]
         if ip:
             keys.append((self._per_ip, f"ip:{ip}"))
         return keys
