@@ -17,6 +17,7 @@ from core.health import router as health_router
 from core.hooks import settle
 from core.hookspecs import NotReady, ReadinessCheck
 from core.kernel import Kernel
+from core.logging import keep_parameters_out_of_logs
 from core.middleware import RequestContextMiddleware
 from core.migrator import MigrationError, Migrator
 from core.plugin import Plugin, PluginError
@@ -33,6 +34,7 @@ def create_app(
     plugin_settings: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> FastAPI:
     """Build the app: settings → plugins → container → routes. Raises ConfigurationError."""
+    keep_parameters_out_of_logs()
     kernel = Kernel.build(settings, plugin_settings=plugin_settings)
     database: Database = kernel.container.database()
     app = FastAPI(

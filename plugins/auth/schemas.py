@@ -14,7 +14,8 @@ from plugins.user.api import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH, User
 # stop absurd bodies before that.
 Password = Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH_LIMIT)]
 Email = Annotated[str, Field(min_length=1, max_length=EMAIL_MAX_LENGTH)]
-RefreshTokenValue = Annotated[str, Field(min_length=1, max_length=256)]
+# Generous: a client that sends its access token by mistake gets a 401, not a 422.
+RefreshTokenValue = Annotated[str, Field(min_length=1, max_length=4096)]
 
 
 class _Input(BaseModel):

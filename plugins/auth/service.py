@@ -161,7 +161,7 @@ class AuthService:
             await repo.add(successor)
             await repo.touch(auth_session.id, now)
             await session.commit()
-        return self._tokens(user, auth_session.id, secret)
+        return self._tokens(user, auth_session, secret)
 
     async def logout(self, refresh_token: str) -> None:
         """Revoke the session the refresh token belongs to (spent or not). Unknown tokens
@@ -258,7 +258,7 @@ class AuthService:
         )
         secret, refresh = self._refresh_token_for(auth_session.id, now)
         await AuthRepository(session).add(auth_session, refresh)
-        return self._tokens(user, auth_session.id, secret)
+        return self._tokens(user, auth_session, secret)
 
     def _refresh_token_for(self, session_id: str, now: datetime) -> tuple[str, RefreshToken]:
         secret = new_refresh_token()
@@ -267,9 +267,22 @@ class AuthService:
         )
         return secret, row
 
-    def _tokens(self, user: User, session_id: str, refresh_token: str) -> Tokens:
-        access = self.tokens.issue(user.id, session_id, frozenset({user.role}))
-        return Tokens(access_token=access, refresh_token=refresh_token, expires_in=self.tokens.ttl)
+    def _tokens(self, user: User, auth_session: AuthSession, refresh_token: str) -> Tokens:
+        """The pair for `auth_session`; the access token never outlives the session."""
+        now = _now()
+        access = self.tokens.issue(
+            user.id,
+            auth_session.id,
+            frozenset({user.role}),
+            now=now,
+            not_after=auth_session.expires_at,
+        )
+        remaining = int((auth_session.expires_at - now).total_seconds())
+        return Tokens(
+            access_token=access,
+            refresh_token=refresh_token,
+            expires_in=max(0, min(self.tokens.ttl, remaining)),
+        )
 
     async def _revoke(
         self, session: AppSession, user_id: str, *, only: str | None = None, keep: str | None = None

@@ -79,7 +79,9 @@ def signing_key(settings: AuthSettings, secret_key: SecretStr) -> SigningKey:
             "COURTYARD_AUTH__JWT_PRIVATE_KEY must be an Ed25519 or RSA private key"
         )
     key_id = _thumbprint(jwk)
-    public_jwk = {**jwk, "kid": key_id, "alg": algorithm, "use": "sig"}
+    # `use` only: RFC 7517 §4.3 says `use` and `key_ops` SHOULD NOT appear together.
+    public = {k: v for k, v in jwk.items() if k != "key_ops"}
+    public_jwk = {**public, "kid": key_id, "alg": algorithm, "use": "sig"}
     return SigningKey(algorithm, private, private.public_key(), key_id, public_jwk)
 
 
@@ -101,15 +103,26 @@ class AccessTokens:
         return self.settings.access_token_ttl
 
     def issue(
-        self, user_id: str, session_id: str, roles: frozenset[str], *, now: datetime | None = None
+        self,
+        user_id: str,
+        session_id: str,
+        roles: frozenset[str],
+        *,
+        now: datetime | None = None,
+        not_after: datetime | None = None,
     ) -> str:
+        """A signed access token; it expires after the TTL, or at `not_after` (the end of
+        its session) if that comes first."""
         issued = now or datetime.now(UTC)
+        expires = issued + timedelta(seconds=self.ttl)
+        if not_after is not None:
+            expires = min(expires, not_after)
         claims = {
             "iss": self.settings.jwt_issuer,
             "aud": self.settings.jwt_audience,
             "sub": user_id,
             "iat": issued,
-            "exp": issued + timedelta(seconds=self.ttl),
+            "exp": expires,
             "jti": secrets.token_urlsafe(16),
             "sid": session_id,
             "roles": sorted(roles),

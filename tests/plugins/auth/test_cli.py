@@ -1,0 +1,359 @@
+"""`courtyard auth …`, run as a real subprocess on the database of an app built in the test.
+
+The accounts and sessions are made through the app's API (sign-up, login), the command
+changes the database from another process, and the app then shows what a user would see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.plugins.auth.conftest import NEW_PASSWORD, PASSWORD, AuthApp, AuthAppFactory
+from tests.support.courtyard_cli import (
+    COURTYARD,
+    PROJECT_ROOT,
+    assert_one_line_error,
+    run_courtyard,
+)
+from tests.support.problems import assert_problem
+
+Courtyard = Callable[..., Awaitable[subprocess.CompletedProcess[str]]]
+
+ERROR = "courtyard: error: "
+SET = "password set for {email}; every session of theirs has ended\n"
+
+
+def typed_into(
+    *args: str, text: str, cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`courtyard ARGS` with `text` typed at its prompts, in the environment `run_courtyard`
+    gives. Started in a new session, so it has no controlling terminal: the password prompt
+    reads the typed text even when the tests themselves run in a terminal."""
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("COURTYARD_") and key != "PYTHONPATH"
+    }
+    environ.update(COLUMNS="200", NO_COLOR="1", TERM="dumb", PYTHONPATH=str(PROJECT_ROOT), **env)
+    return subprocess.run(
+        [str(COURTYARD), *args],
+        cwd=cwd,
+        env=environ,
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        start_new_session=True,
+    )
+
+
+@pytest.fixture
+def courtyard(database_url: str, tmp_path: Path) -> Courtyard:
+    """`await courtyard(*args, typed=None)`: the command, in a worker thread so the app of the
+    test keeps serving, on `database_url` with `user` and `auth` enabled. `typed` is what
+    the operator types at its prompts."""
+
+    env = {"COURTYARD_DATABASE_URL": database_url, "COURTYARD_ENABLED_PLUGINS": "user,auth"}
+
+    def run(*args: str, typed: str | None = None) -> Awaitable[subprocess.CompletedProcess[str]]:
+        if typed is None:
+            return asyncio.to_thread(run_courtyard, *args, cwd=tmp_path, env=env)
+        return asyncio.to_thread(typed_into, *args, text=typed, cwd=tmp_path, env=env)
+
+    return run
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result
+    assert result.stderr == ""
+    return result.stdout
+
+
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """The `courtyard: error:` lines of a command that prompted first (stderr may also hold
+    the prompt machinery's own warnings, e.g. Python's GetPassWarning without a terminal)."""
+    assert "Traceback" not in result.stderr
+    return [line for line in result.stderr.splitlines() if line.startswith(ERROR)]
+
+
+async def signed_in(auth: AuthApp, email: str, password: str = PASSWORD) -> dict[str, Any]:
+    response = await auth.login(email, password)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def live_sessions(auth: AuthApp, user_id: str) -> set[str]:
+    rows = await auth.rows(
+        "SELECT id FROM auth_session WHERE user_id = :user_id AND revoked_at IS NULL",
+        user_id=user_id,
+    )
+    return {row[0] for row in rows}
+
+
+async def credential(auth: AuthApp, user_id: str) -> tuple[str, datetime]:
+    [(password_hash, changed_at)] = await auth.rows(
+        "SELECT password_hash, changed_at FROM auth_credential WHERE user_id = :user_id",
+        user_id=user_id,
+    )
+    if isinstance(changed_at, str):  # SQLite: naive UTC text
+        changed_at = datetime.fromisoformat(changed_at)
+    return password_hash, changed_at if changed_at.tzinfo else changed_at.replace(tzinfo=UTC)
+
+
+async def assert_refresh_refused(auth: AuthApp, tokens: dict[str, Any]) -> None:
+    refreshed = await auth.refresh(tokens["refresh_token"])
+    assert_problem(refreshed, 401, "auth.invalid_refresh_token")
+
+
+async def assert_login_refused(auth: AuthApp, email: str, password: str) -> None:
+    assert_problem(await auth.login(email, password), 401, "auth.invalid_credentials")
+
+
+# -- revoke-sessions -------------------------------------------------------------------------
+
+
+async def test_revoke_sessions_ends_every_session_of_the_user_found_in_any_case(
+    auth_app: AuthAppFactory, courtyard: Courtyard
+) -> None:
+    """Stops: an operator unable to throw an attacker out of a compromised account — every
+    live session must end, on every instance, whatever case the email is typed in — while
+    nobody else is signed out."""
+    async with auth_app() as auth:
+        ann = await auth.signup("ann@example.com")
+        assert (await auth.logout(ann["refresh_token"])).status_code == 204  # already ended
+        devices = [await signed_in(auth, "ann@example.com") for _ in range(2)]
+        bob = await auth.signup("bob@example.com")
+
+        result = await courtyard("auth", "revoke-sessions", "ANN@Example.COM")
+
+        assert ok(result) == "revoked 2 sessions of ann@example.com\n"
+        assert await live_sessions(auth, ann["user"]["id"]) == set()
+        for device in devices:
+            await assert_refresh_refused(auth, device)
+        assert len(await live_sessions(auth, bob["user"]["id"])) == 1
+        assert (await auth.refresh(bob["refresh_token"])).status_code == 200
+
+    # Another instance (as every running one does within `revocation_check_interval`)
+    # refuses the ended sessions' access tokens too.
+    async with auth_app() as instance:
+        for device in devices:
+            assert_problem(await instance.me(device), 401, "core.unauthorized")
+        assert (await instance.me(bob)).status_code == 200
+
+
+async def test_revoke_sessions_counts_only_sessions_still_live(
+    auth_app: AuthAppFactory, courtyard: Courtyard
+) -> None:
+    """Stops: a report that misleads the operator (counting sessions that had already ended),
+    and shows the command is safe to run again."""
+    async with auth_app() as auth:
+        await auth.signup("ann@example.com")
+        assert ok(await courtyard("auth", "revoke-sessions", "ann@example.com")) == (
+            "revoked 1 session of ann@example.com\n"
+        )
+
+        again = await courtyard("auth", "revoke-sessions", "ann@example.com")
+
+        assert ok(again) == "revoked 0 sessions of ann@example.com\n"
+
+
+async def test_revoke_sessions_of_an_unknown_email_fails_in_one_line(
+    auth_app: AuthAppFactory, courtyard: Courtyard
+) -> None:
+    """Stops: a typo in the email passing silently ("done") while the intended account stays
+    compromised, or failing with a traceback."""
+    async with auth_app() as auth:
+        ann = await auth.signup("ann@example.com")
+
+        result = await courtyard("auth", "revoke-sessions", "nobody@example.com")
+
+        line = assert_one_line_error(result, "nobody@example.com", status=1)
+        assert line == f"{ERROR}No user with email nobody@example.com"
+        assert len(await live_sessions(auth, ann["user"]["id"])) == 1
+
+
+# -- set-password ----------------------------------------------------------------------------
+
+
+async def test_set_password_typed_at_the_prompt_replaces_it_and_ends_every_session(
+    auth_app: AuthAppFactory, courtyard: Courtyard
+) -> None:
+    """Stops: an operator's reset leaving the attacker in (the old password or an open
+    session still working), and the new password leaking into the terminal's output or a
+    log of it (no echo)."""
+    async with auth_app() as auth:
+        ann = await auth.signup("ann@example.com")
+        laptop = await signed_in(auth, "ann@example.com")
+        user_id = ann["user"]["id"]
+        old_hash, old_changed_at = await credential(auth, user_id)
+
+        result = await courtyard(
+            "auth", "set-password", "Ann@Example.com", typed=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n"
+        )
+
+        assert result.returncode == 0, result
+        assert "Traceback" not in result.stderr
+        assert "New password" in result.stdout  # it asked
+        assert result.stdout.endswith(SET.format(email="ann@example.com"))
+        assert NEW_PASSWORD not in result.stdout
+        assert NEW_PASSWORD not in result.stderr
+        assert await live_sessions(auth, user_id) == set()
+        await assert_refresh_refused(auth, ann)
+        await assert_refresh_refused(auth, laptop)
+        new_hash, new_changed_at = await credential(auth, user_id)
+        assert new_hash != old_hash
+        assert new_changed_at > old_changed_at
+        await assert_login_refused(auth, "ann@example.com", PASSWORD)
+        await signed_in(auth, "ann@example.com", NEW_PASSWORD)
+
+
+async def test_set_password_takes_the_password_option_too(
+    auth_app: AuthAppFactory, courtyard: Courtyard
+) -> None:
+    """Stops: scripted resets (no one at a prompt) being impossible, or prompting anyway."""
+    async with auth_app() as auth:
+        ann = await auth.signup("ann@example.com")
+
+        result = await courtyard(
+            "auth", "set-password", "ann@example.com", "--password", NEW_PASSWORD
+        )
+
+        assert ok(result) == SET.format(email="ann@example.com")
+        assert await live_sessions(auth, ann["user"]["id"]) == set()
+        await assert_login_refused(auth, "ann@example.com", PASSWORD)
+        await signed_in(auth, "ann@example.com", NEW_PASSWORD)
+
+
+async def test_set_password_gives_an_account_made_without_one_its_first_password(
+    auth_app: AuthAppFactory, courtyard: Courtyard
+) -> None:
+    """Stops: accounts an admin created (no credential row) being unable ever to sign in:
+    the operator's command must create the credential, not only replace one."""
+    async with auth_app() as auth:
+        made = await auth.user_service(lambda s: s.create("cara@example.com", "Cara"))
+        no_credential = "SELECT user_id FROM auth_credential WHERE user_id = :user_id"
+        assert await auth.rows(no_credential, user_id=made.id) == []
+        await assert_login_refused(auth, "cara@example.com", NEW_PASSWORD)
+
+        result = await courtyard(
+            "auth", "set-password", "cara@example.com", "--password", NEW_PASSWORD
+        )
+
+        assert ok(result) == SET.format(email="cara@example.com")
+        signed = await signed_in(auth, "cara@example.com", NEW_PASSWORD)
+        assert signed["user"]["id"] == made.id
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        pytest.param("short", "String should have at least 8 characters", id="too-short"),
+        pytest.param(
+            "password1",
+            "This password is one of the most common ones; choose another",
+            id="common",
+        ),
+    ],
+)
+async def test_set_password_refuses_what_the_policy_refuses_in_one_clear_line(
+    auth_app: AuthAppFactory, courtyard: Courtyard, password: str, message: str
+) -> None:
+    """Stops: the operator's tool being a way around the password policy (a weak password an
+    attacker guesses at once), failing with a traceback, or changing anything when it
+    refuses."""
+    async with auth_app() as auth:
+        ann = await auth.signup("ann@example.com")
+        user_id = ann["user"]["id"]
+        stored = await credential(auth, user_id)
+        expected = f"{ERROR}Invalid input: password: {message}"
+
+        prompted = await courtyard(
+            "auth", "set-password", "ann@example.com", typed=f"{password}\n{password}\n"
+        )
+        given = await courtyard("auth", "set-password", "ann@example.com", "--password", password)
+
+        assert prompted.returncode == 1, prompted
+        assert error_lines(prompted) == [expected]
+        assert prompted.stderr.splitlines()[-1] == expected
+        assert password not in prompted.stdout
+        assert password not in prompted.stderr
+        assert assert_one_line_error(given, status=1) == expected
+        assert await credential(auth, user_id) == stored
+        assert len(await live_sessions(auth, user_id)) == 1
+        assert (await auth.refresh(ann["refresh_token"])).status_code == 200
+        await signed_in(auth, "ann@example.com", PASSWORD)
+
+
+async def test_set_password_with_a_mismatched_confirmation_changes_nothing(
+    auth_app: AuthAppFactory, courtyard: Courtyard
+) -> None:
+    """Stops: a typo at the prompt setting a password nobody knows (locking the user out and
+    ending their sessions for nothing)."""
+    async with auth_app() as auth:
+        ann = await auth.signup("ann@example.com")
+        user_id = ann["user"]["id"]
+        stored = await credential(auth, user_id)
+        first, second = NEW_PASSWORD, "a different, longer passphrase!"
+
+        result = await courtyard(
+            "auth", "set-password", "ann@example.com", typed=f"{first}\n{second}\n"
+        )
+
+        assert result.returncode != 0, result
+        assert "Traceback" not in result.stderr
+        assert "The two entered values do not match" in result.stdout + result.stderr
+        assert "password set" not in result.stdout
+        for typed in (first, second):
+            assert typed not in result.stdout
+            assert typed not in result.stderr
+        assert await credential(auth, user_id) == stored
+        assert len(await live_sessions(auth, user_id)) == 1
+        assert (await auth.refresh(ann["refresh_token"])).status_code == 200
+        await assert_login_refused(auth, "ann@example.com", first)
+        await signed_in(auth, "ann@example.com", PASSWORD)
+
+
+async def test_set_password_of_an_unknown_email_fails_in_one_line(
+    auth_app: AuthAppFactory, courtyard: Courtyard
+) -> None:
+    """Stops: a typo in the email reporting success while no password was set."""
+    async with auth_app() as auth:
+        await auth.signup("ann@example.com")
+
+        result = await courtyard(
+            "auth", "set-password", "nobody@example.com", "--password", NEW_PASSWORD
+        )
+
+        line = assert_one_line_error(result, status=1)
+        assert line == f"{ERROR}No user with email nobody@example.com"
+        await signed_in(auth, "ann@example.com", PASSWORD)
+
+
+# -- help ------------------------------------------------------------------------------------
+
+
+def help_commands(stdout: str) -> list[str]:
+    """The command names in the "Commands" panel of a `--help`."""
+    panel = stdout.split("Commands", 1)[1]
+    return re.findall(r"^\W*([\w-]+) {2,}\S", panel, flags=re.MULTILINE)
+
+
+async def test_help_lists_both_commands(courtyard: Courtyard) -> None:
+    """Stops: the operator's tools being unreachable (not registered with `courtyard`)."""
+    auth_help = ok(await courtyard("auth", "--help"))
+    top_help = ok(await courtyard("--help"))
+
+    assert help_commands(auth_help) == ["revoke-sessions", "set-password"]
+    assert "Passwords and sessions." in auth_help
+    assert "auth" in help_commands(top_help)
