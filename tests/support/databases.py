@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+import warnings
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
+
+from core.db import metadata
 
 PG_ENV = "COURTYARD_TEST_DATABASE_URL"
 
@@ -67,3 +72,31 @@ async def inspect_database(url: str, work: Callable[[Connection], Any]) -> Any:
             return await connection.run_sync(work)
     finally:
         await engine.dispose()
+
+
+def _table_of(diff: Any) -> str | None:
+    """The table an Alembic autogenerate difference is about."""
+    if isinstance(diff, list):  # modify_* differences come grouped per column
+        return _table_of(diff[0])
+    kind, *args = diff
+    if kind in ("add_column", "remove_column") or kind.startswith("modify_"):
+        return str(args[1])  # (schema, table name, ...)
+    target = args[0]  # a Table, or an Index / constraint that belongs to one
+    return str(getattr(target, "table", target).name)
+
+
+def model_differences(
+    tables: Collection[str],
+) -> Callable[[Connection], tuple[list[Any], list[str]]]:
+    """For `inspect_database`: Alembic's differences between the models in
+    `core.db.metadata` and the database, for `tables` only, and any warnings it gave while
+    comparing (it warns when it skips what it cannot reflect)."""
+
+    def compare(connection: Connection) -> tuple[list[Any], list[str]]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            diffs = [d for d in compare_metadata(context, metadata) if _table_of(d) in tables]
+        return diffs, [str(w.message) for w in caught]
+
+    return compare

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from dependency_injector import providers
 from sqlalchemy import text
 
+from plugins.auth.passwords import PasswordHasherService
 from tests.conftest import AppFactory
+from tests.support.problems import assert_problem
 
 AUTH = "/api/v1/auth"
 ME = "/api/v1/users/me"
@@ -90,6 +93,38 @@ class AuthApp:
 
 
 AuthAppFactory = Callable[..., AbstractAsyncContextManager[AuthApp]]
+
+
+@contextmanager
+def hasher_of(auth: AuthApp, make: Callable[..., PasswordHasherService]) -> Iterator[Any]:
+    """Run the app's auth service with another (real) hasher, through the container."""
+    container = auth.container
+    hasher = make(container.settings())
+    container.hasher.override(providers.Object(hasher))
+    container.service.reset()  # the service singleton is rebuilt around the override
+    try:
+        yield hasher
+    finally:
+        container.hasher.reset_override()
+        container.service.reset()
+
+
+async def assert_signed_out(auth: AuthApp, tokens: dict[str, Any]) -> None:
+    """Neither the access token nor the refresh token of `tokens` works any more."""
+    assert_problem(await auth.me(tokens), 401, "core.unauthorized")
+    listed = await auth.client.get(f"{AUTH}/sessions", headers=bearer(tokens))
+    assert_problem(listed, 401, "core.unauthorized")
+    assert_problem(await auth.refresh(tokens["refresh_token"]), 401, "auth.invalid_refresh_token")
+
+
+async def assert_signed_in(auth: AuthApp, tokens: dict[str, Any]) -> dict[str, Any]:
+    """The access token works and the refresh token trades for a new pair (returned)."""
+    me = await auth.me(tokens)
+    assert me.status_code == 200, me.text
+    refreshed = await auth.refresh(tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    body: dict[str, Any] = refreshed.json()
+    return body
 
 
 @pytest.fixture

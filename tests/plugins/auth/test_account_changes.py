@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.plugins.auth.conftest import AUTH, ME, PASSWORD, AuthApp, bearer
+from tests.plugins.auth.conftest import AUTH, ME, PASSWORD, AuthApp, assert_signed_out, bearer
 from tests.support.problems import assert_problem
 
 
@@ -29,14 +29,6 @@ async def session_states(auth: AuthApp, user_id: str) -> dict[str, bool]:
         "SELECT id, revoked_at FROM auth_session WHERE user_id = :user_id", user_id=user_id
     )
     return {session_id: revoked_at is not None for session_id, revoked_at in rows}
-
-
-async def assert_signed_out(auth: AuthApp, tokens: dict[str, Any]) -> None:
-    """Neither the access token nor the refresh token of `tokens` works."""
-    assert_problem(await auth.me(tokens), 401, "core.unauthorized")
-    sessions = await auth.client.get(f"{AUTH}/sessions", headers=bearer(tokens))
-    assert_problem(sessions, 401, "core.unauthorized")
-    assert_problem(await auth.refresh(tokens["refresh_token"]), 401, "auth.invalid_refresh_token")
 
 
 async def assert_login_refused(auth: AuthApp, email: str, password: str = PASSWORD) -> None:

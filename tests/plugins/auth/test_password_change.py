@@ -19,6 +19,8 @@ from tests.plugins.auth.conftest import (
     PASSWORD,
     AuthApp,
     AuthAppFactory,
+    assert_signed_in,
+    assert_signed_out,
     bearer,
 )
 from tests.support.problems import assert_problem
@@ -64,22 +66,6 @@ async def live_sessions(auth: AuthApp, user_id: str) -> int:
         user_id=user_id,
     )
     return int(count)
-
-
-async def assert_signed_out(auth: AuthApp, tokens: dict[str, Any]) -> None:
-    """Neither the access token nor the refresh token of `tokens` works any more."""
-    assert_problem(await auth.me(tokens), 401, "core.unauthorized")
-    assert_problem(await auth.refresh(tokens["refresh_token"]), 401, "auth.invalid_refresh_token")
-
-
-async def assert_signed_in(auth: AuthApp, tokens: dict[str, Any]) -> dict[str, Any]:
-    """The access token works and the refresh token trades for a new pair (returned)."""
-    me = await auth.me(tokens)
-    assert me.status_code == 200, me.text
-    refreshed = await auth.refresh(tokens["refresh_token"])
-    assert refreshed.status_code == 200, refreshed.text
-    body: dict[str, Any] = refreshed.json()
-    return body
 
 
 async def assert_login_refused(auth: AuthApp, email: str, password: str) -> None:

@@ -14,7 +14,14 @@ import httpx
 import pytest
 from ulid import ULID
 
-from tests.plugins.auth.conftest import AUTH, PASSWORD, AuthApp, bearer
+from tests.plugins.auth.conftest import (
+    AUTH,
+    PASSWORD,
+    AuthApp,
+    assert_signed_in,
+    assert_signed_out,
+    bearer,
+)
 from tests.support.problems import assert_problem
 
 SESSIONS = f"{AUTH}/sessions"
@@ -76,24 +83,6 @@ def when(value: str) -> datetime:
     moment = datetime.fromisoformat(value)
     assert moment.tzinfo is not None, value
     return moment
-
-
-async def assert_signed_out(auth: AuthApp, tokens: dict[str, Any]) -> None:
-    """Neither the access token nor the refresh token of `tokens` works any more."""
-    assert_problem(await auth.me(tokens), 401, "core.unauthorized")
-    listed = await auth.client.get(SESSIONS, headers=bearer(tokens))
-    assert_problem(listed, 401, "core.unauthorized")
-    assert_problem(await auth.refresh(tokens["refresh_token"]), 401, "auth.invalid_refresh_token")
-
-
-async def assert_signed_in(auth: AuthApp, tokens: dict[str, Any]) -> dict[str, Any]:
-    """The access token works and the refresh token trades for a new pair (returned)."""
-    me = await auth.me(tokens)
-    assert me.status_code == 200, me.text
-    refreshed = await auth.refresh(tokens["refresh_token"])
-    assert refreshed.status_code == 200, refreshed.text
-    body: dict[str, Any] = refreshed.json()
-    return body
 
 
 # -- Listing ---------------------------------------------------------------------------------

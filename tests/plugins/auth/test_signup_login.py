@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from dependency_injector import providers
 
 from plugins.auth.passwords import PasswordHasherService, normalized
 from tests.plugins.auth.conftest import (
@@ -23,6 +21,7 @@ from tests.plugins.auth.conftest import (
     AuthApp,
     AuthAppFactory,
     bearer,
+    hasher_of,
 )
 from tests.support.problems import assert_problem
 
@@ -74,20 +73,6 @@ class ParkedRehash(PasswordHasherService):
             self.parked.set()
             await self.release.wait()
         return password_hash
-
-
-@contextmanager
-def hasher_of(auth: AuthApp, make: Callable[..., PasswordHasherService]) -> Iterator[Any]:
-    """Run the app's auth service with another (real) hasher, through the container."""
-    container = auth.container
-    hasher = make(container.settings())
-    container.hasher.override(providers.Object(hasher))
-    container.service.reset()  # the service singleton is rebuilt around the override
-    try:
-        yield hasher
-    finally:
-        container.hasher.reset_override()
-        container.service.reset()
 
 
 def without_request_identity(body: dict[str, Any]) -> dict[str, Any]:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from argon2 import PasswordHasher
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import make_url
@@ -33,7 +30,7 @@ from plugins.auth import models as _auth_models  # noqa: F401 - puts the auth ta
 from plugins.user import models as _user_models  # noqa: F401 - and the `user` table they need
 from tests.conftest import make_settings
 from tests.plugins.auth.conftest import PASSWORD, PLUGINS, AuthApp, AuthAppFactory
-from tests.support.databases import fresh_database, inspect_database
+from tests.support.databases import fresh_database, inspect_database, model_differences
 
 USER_REV = "9a7e5c310001"
 AUTH_REV = "b41c7d2e0001"
@@ -374,31 +371,12 @@ async def test_upgrading_again_after_a_downgrade_recreates_the_same_working_tabl
 # -- 2. the models and the migration agree -------------------------------------------------
 
 
-def _table_of(diff: Any) -> str | None:
-    """The table an Alembic autogenerate difference is about."""
-    if isinstance(diff, list):  # modify_* differences come grouped per column
-        return _table_of(diff[0])
-    kind, *args = diff
-    if kind in ("add_column", "remove_column") or kind.startswith("modify_"):
-        return str(args[1])  # (schema, table name, ...)
-    target = args[0]  # a Table, or an Index / constraint that belongs to one
-    return str(getattr(target, "table", target).name)
-
-
-def _compare_auth_tables(connection: Connection) -> tuple[list[Any], list[str]]:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        diffs = [d for d in compare_metadata(context, metadata) if _table_of(d) in AUTH_TABLES]
-    return diffs, [str(w.message) for w in caught]
-
-
 async def test_alembic_finds_no_difference_between_the_models_and_the_auth_tables(
     migrated: str,
 ) -> None:
     """Stops: a model changed without a migration (or the reverse): columns, types,
     nullability, indexes, unique and foreign-key constraints."""
-    diffs, warned = await inspect_database(migrated, _compare_auth_tables)
+    diffs, warned = await inspect_database(migrated, model_differences(AUTH_TABLES))
 
     assert diffs == []
     assert warned == []

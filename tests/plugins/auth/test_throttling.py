@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
-from dependency_injector import providers
 
 from plugins.auth.passwords import PasswordHasherService
-from tests.plugins.auth.conftest import AUTH, NEW_PASSWORD, PASSWORD, AuthApp, AuthAppFactory
+from tests.plugins.auth.conftest import (
+    AUTH,
+    NEW_PASSWORD,
+    PASSWORD,
+    AuthApp,
+    AuthAppFactory,
+    hasher_of,
+)
 from tests.support.problems import assert_problem
 
 REDIS_ENV = "COURTYARD_TEST_REDIS_URL"
@@ -100,20 +104,6 @@ class HeldVerifications(PasswordHasherService):
         self.held += 1
         await self.release.wait()
         return await super().verify(password_hash, password)
-
-
-@contextmanager
-def hasher_of(auth: AuthApp, make: Callable[..., PasswordHasherService]) -> Iterator[Any]:
-    """Run the app's auth service with another (real) hasher, through the container."""
-    container = auth.container
-    hasher = make(container.settings())
-    container.hasher.override(providers.Object(hasher))
-    container.service.reset()  # the service singleton is rebuilt around the override
-    try:
-        yield hasher
-    finally:
-        container.hasher.reset_override()
-        container.service.reset()
 
 
 # Per account

@@ -7,14 +7,11 @@ rules only the service applies (how the email key is derived, which role is know
 
 from __future__ import annotations
 
-import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -29,7 +26,7 @@ from core.migrator import Migrator
 from plugins.user.api import User
 from plugins.user.models import email_key  # (also puts the `user` table into core.db.metadata)
 from tests.conftest import make_settings, migrate
-from tests.support.databases import fresh_database, inspect_database
+from tests.support.databases import fresh_database, inspect_database, model_differences
 
 USER_REV = "9a7e5c310001"
 COLUMNS = {
@@ -342,33 +339,12 @@ async def test_check_constraint_accepts_the_known_roles(migrated: str, role: str
 # -- 4. the models and the migration agree -------------------------------------------------
 
 
-def _table_of(diff: Any) -> str | None:
-    """The table an Alembic autogenerate difference is about."""
-    if isinstance(diff, list):  # modify_* differences come grouped per column
-        return _table_of(diff[0])
-    kind, *args = diff
-    if kind in ("add_column", "remove_column") or kind.startswith("modify_"):
-        return str(args[1])  # (schema, table name, ...)
-    target = args[0]  # a Table, or an Index / constraint that belongs to one
-    return str(getattr(target, "table", target).name)
-
-
-def _compare_user_table(connection: Connection) -> tuple[list[Any], list[str]]:
-    """Alembic's differences for `user`, and any warnings it gave while comparing (it warns
-    when it skips what it cannot reflect, such as an expression-based index on SQLite)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        diffs = [d for d in compare_metadata(context, metadata) if _table_of(d) == "user"]
-    return diffs, [str(w.message) for w in caught]
-
-
 async def test_alembic_finds_no_difference_between_the_models_and_the_migrated_table(
     migrated: str,
 ) -> None:
     """Columns, types and both indexes (the unique email index included, now that it is on a
     plain column) are compared on every backend, and nothing is skipped."""
-    diffs, warned = await inspect_database(migrated, _compare_user_table)
+    diffs, warned = await inspect_database(migrated, model_differences({"user"}))
 
     assert diffs == []
     assert warned == []
