@@ -21,7 +21,7 @@ from core.logging import keep_parameters_out_of_logs
 from core.middleware import RequestContextMiddleware
 from core.migrator import MigrationError, Migrator
 from core.plugin import Plugin, PluginError
-from core.settings import CoreSettings
+from core.settings import DEV_SECRET_KEY, CoreSettings
 
 API_PREFIX = "/api/v1"
 
@@ -111,6 +111,13 @@ def _core_checks(app: FastAPI) -> list[ReadinessCheck]:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     kernel: Kernel = app.state.kernel
+    settings = kernel.settings
+    if settings.env == "development" and settings.secret_key.get_secret_value() == DEV_SECRET_KEY:
+        logger.warning(
+            "COURTYARD_SECRET_KEY is the public development default: anyone can sign tokens "
+            "for this server. Set a strong secret (and COURTYARD_ENV=production) before "
+            "anyone else can reach it."
+        )
     try:
         await asyncio.to_thread(app.state.migrator.prepare)
     except MigrationError as exc:  # reported by /health/ready; the app still serves

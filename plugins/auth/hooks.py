@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import typer
@@ -12,6 +13,7 @@ from core.hookspecs import NotReady, ReadinessCheck, hookimpl
 from core.identity import Principal
 from plugins.auth.cli import build_cli
 from plugins.auth.openapi import offer_password_flow
+from plugins.auth.passwords import common_passwords
 from plugins.auth.tokens import InvalidTokenError
 from plugins.user.api import User
 
@@ -72,4 +74,6 @@ class AuthHooks:
     @hookimpl
     async def startup(self, app: FastAPI) -> None:
         offer_password_flow(app, token_url=app.url_path_for("auth_token"))
+        # Loaded now, off the loop, so no request pays for them on the loop.
         await self.container.hasher().prepare()
+        await asyncio.to_thread(common_passwords)

@@ -33,7 +33,7 @@ class RevokedSessions:
         self._revoked: frozenset[str] = frozenset()
         self._local: set[str] = set()
         self._loaded_at = float("-inf")
-        self._lock = asyncio.Lock()
+        self._reloading: asyncio.Future[None] | None = None
 
     async def is_revoked(self, session_id: str) -> bool:
         if time.monotonic() - self._loaded_at >= self._interval:
@@ -45,15 +45,26 @@ class RevokedSessions:
         self._local.update(session_ids)
 
     async def _reload(self) -> None:
-        async with self._lock:
-            if time.monotonic() - self._loaded_at < self._interval:
-                return  # another request reloaded while this one waited
-            started = time.monotonic()
-            known = set(self._local)  # committed before the query starts, so it will see them
-            # A little more than the horizon, so a token issued just before its session was
-            # revoked is covered for its whole life, clocks allowing.
-            since = datetime.now(UTC) - timedelta(seconds=self._horizon + self._interval + 60)
-            revoked = frozenset(await self._loader(since))
-            self._revoked = revoked
-            self._local -= known
-            self._loaded_at = started
+        """Join the reload in progress, or start one. Every request that needs it shares
+        one query and its outcome, so with the database down each waits for one attempt
+        (then fails) instead of queueing behind the others' attempts."""
+        if self._reloading is None:
+            task = asyncio.ensure_future(self._load())
+            task.add_done_callback(self._finished)
+            self._reloading = task
+        await asyncio.shield(self._reloading)
+
+    def _finished(self, task: asyncio.Future[None]) -> None:
+        self._reloading = None
+        if not task.cancelled():
+            task.exception()  # retrieved: the waiters raise it; no "never retrieved" noise
+
+    async def _load(self) -> None:
+        started = time.monotonic()
+        known = set(self._local)  # committed before the query starts, so it will see them
+        # A little more than the horizon, so a token issued just before its session was
+        # revoked is covered for its whole life, clocks allowing.
+        since = datetime.now(UTC) - timedelta(seconds=self._horizon + self._interval + 60)
+        self._revoked = frozenset(await self._loader(since))
+        self._local -= known
+        self._loaded_at = started

@@ -21,6 +21,7 @@ from plugins.auth.models import (
     SESSION_ID_PREFIX,
     USER_AGENT_MAX_LENGTH,
     AuthSession,
+    Credential,
     RefreshToken,
 )
 from plugins.auth.passwords import PasswordHasherService, PasswordPolicy
@@ -118,6 +119,12 @@ class AuthService:
             current = await repo.lock_credential(user.id)
             if current is None or current.changed_at != credential.changed_at:
                 raise invalid_credentials()
+            # Read again under that lock, which revoking every session of a user takes too:
+            # a deactivation or deletion that committed meanwhile has either revoked this
+            # session's siblings already (and shows here) or waits and revokes this one too.
+            user = await _find_by_id(self.directory(session=session), user.id)
+            if user is None or not user.is_active:
+                raise invalid_credentials()
             if rehashed is not None:
                 await repo.rehash(current, rehashed)
             tokens = await self._open_session(session, user, client)
@@ -182,15 +189,20 @@ class AuthService:
         """Replace the password after checking the current one; every other session ends.
         Throttled like a login, so a stolen access token cannot guess the password."""
         self.policy.check_length(current, field="current_password")
-        await self.throttle.attempt(user_id, client.ip)
         async with self.database.primary_read_sessions() as session:
-            credential = await AuthRepository(session).credential(user_id)
-        ok = credential is not None and await self.hasher.verify(credential.password_hash, current)
-        if not ok:
-            raise ForbiddenError("The current password is wrong", code="auth.wrong_password")
-        await self.throttle.succeeded(user_id)
+            user = await _find_by_id(self.directory(session=session), user_id)
+            credential = await AuthRepository(session).credential(user_id) if user else None
+        if user is None or credential is None:
+            raise _wrong_password()
+        # The same count as the account's logins: one budget of guesses, however asked.
+        await self.throttle.attempt(user.email, client.ip)
+        if not await self.hasher.verify(credential.password_hash, current):
+            raise _wrong_password()
+        await self.throttle.succeeded(user.email)
         self.policy.check(new, field="new_password")
-        await self._set_password(user_id, await self.hasher.hash(new), keep=session_id)
+        await self._set_password(
+            user_id, await self.hasher.hash(new), keep=session_id, unless_changed_since=credential
+        )
 
     async def set_password(self, email: str, password: str) -> User:
         """An operator's reset (CLI): the new password, and every session of the user ends."""
@@ -229,6 +241,9 @@ class AuthService:
     async def revoke_user_sessions(self, user_id: str) -> int:
         """End every session of the user (deleted, deactivated, or an operator's order)."""
         async with self.database.write_sessions() as session:
+            # The lock a login takes before opening a session: a login racing this either
+            # finishes first (and its session is revoked here) or sees the change after.
+            await AuthRepository(session).lock_credential(user_id)
             revoked = await self._revoke(session, user_id)
             await session.commit()
         return len(revoked)
@@ -240,9 +255,25 @@ class AuthService:
 
     # Internals
 
-    async def _set_password(self, user_id: str, password_hash: str, *, keep: str | None) -> None:
+    async def _set_password(
+        self,
+        user_id: str,
+        password_hash: str,
+        *,
+        keep: str | None,
+        unless_changed_since: Credential | None = None,
+    ) -> None:
+        """Store the new hash and revoke the sessions (all but `keep`). With
+        `unless_changed_since` (the credential the caller's current password was checked
+        against), refuse if the password changed meanwhile: of two changes at once, the
+        second must not silently replace the first."""
         async with self.database.write_sessions() as session:
-            await AuthRepository(session).save_credential(user_id, password_hash, _now())
+            repo = AuthRepository(session)
+            if unless_changed_since is not None:
+                stored = await repo.lock_credential(user_id)
+                if stored is None or stored.changed_at != unless_changed_since.changed_at:
+                    raise _wrong_password()
+            await repo.save_credential(user_id, password_hash, _now())
             await self._revoke(session, user_id, keep=keep)
             await session.commit()
 
@@ -293,6 +324,10 @@ class AuthService:
         if ids:
             session.after_commit(lambda: self.revoked.add(ids))
         return ids
+
+
+def _wrong_password() -> ForbiddenError:
+    return ForbiddenError("The current password is wrong", code="auth.wrong_password")
 
 
 def _now() -> datetime:

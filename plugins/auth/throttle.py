@@ -16,6 +16,7 @@ exactly like known ones (the limit reveals nothing about which accounts exist).
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import time
 
@@ -75,8 +76,22 @@ class LoginThrottle:
         hashed = hashlib.sha256(account.strip().lower().encode("utf-8", "replace")).hexdigest()
         keys = [(self._per_account, f"account:{hashed}")]
         if ip:
-            keys.append((self._per_ip, f"ip:{ip}"))
+            keys.append((self._per_ip, f"ip:{client_network(ip)}"))
         return keys
+
+
+def client_network(ip: str) -> str:
+    """What one client controls: an IPv4 address, or an IPv6 /64 (one host is usually
+    given a whole /64, so counting single IPv6 addresses would let it take fresh ones)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip  # not an address (a test client's name): counted as given
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def _unavailable(exc: StorageError) -> ServiceUnavailableError:

@@ -78,3 +78,30 @@ async def test_a_plugin_that_fails_to_stop_does_not_stop_the_others_or_the_datab
     assert any("plugin 'alpha' failed to stop: alpha cannot stop" in m for m in messages), (
         caplog.text
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "secret", "warned"),
+    [
+        ("development", None, True),
+        ("development", "a-strong-secret-of-at-least-32-bytes!", False),
+        ("test", None, False),
+    ],
+)
+async def test_starting_with_the_public_development_secret_warns(
+    database_url: str, caplog: pytest.LogCaptureFixture, env: str, secret: str | None, warned: bool
+) -> None:
+    """Stops a development server that others can reach from trusting tokens anyone can
+    sign with the default secret (it is in the source) without saying so."""
+    overrides: dict[str, Any] = {"env": env, "enabled_plugins": ""}
+    if secret is not None:
+        overrides["secret_key"] = secret
+    app = create_app(make_settings(database_url, **overrides))
+    with caplog.at_level(logging.WARNING, logger="courtyard.app"):
+        async with running(app):
+            pass
+
+    said = [r.getMessage() for r in caplog.records if r.name == "courtyard.app"]
+    assert any("COURTYARD_SECRET_KEY is the public development default" in m for m in said) is (
+        warned
+    )
