@@ -21,7 +21,7 @@ from core.logging import keep_parameters_out_of_logs
 from core.middleware import RequestContextMiddleware
 from core.migrator import MigrationError, Migrator
 from core.plugin import Plugin, PluginError
-from core.settings import DEV_SECRET_KEY, CoreSettings
+from core.settings import CoreSettings
 
 API_PREFIX = "/api/v1"
 
@@ -112,7 +112,7 @@ def _core_checks(app: FastAPI) -> list[ReadinessCheck]:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     kernel: Kernel = app.state.kernel
     settings = kernel.settings
-    if settings.env == "development" and settings.secret_key.get_secret_value() == DEV_SECRET_KEY:
+    if settings.env == "development" and settings.uses_development_secret:
         logger.warning(
             "COURTYARD_SECRET_KEY is the public development default: anyone can sign tokens "
             "for this server. Set a strong secret (and COURTYARD_ENV=production) before "

@@ -147,11 +147,16 @@ class CoreSettings(CourtyardSettings):
     def _check_url(cls, value: str | None) -> str | None:
         return None if value in (None, "") else normalize_database_url(value)  # type: ignore[arg-type]
 
+    @property
+    def uses_development_secret(self) -> bool:
+        """True when the secret key is the public development default."""
+        return self.secret_key.get_secret_value() == DEV_SECRET_KEY
+
     @model_validator(mode="after")
     def _check_secret(self) -> Self:
         secret = self.secret_key.get_secret_value()
         if self.env == "production" and (
-            secret == DEV_SECRET_KEY or len(secret.encode()) < MIN_SECRET_BYTES
+            self.uses_development_secret or len(secret.encode()) < MIN_SECRET_BYTES
         ):
             raise ValueError(
                 "COURTYARD_SECRET_KEY must be a strong secret of at least "

@@ -1,5 +1,3 @@
-from typing import Any
-
 from dependency_injector import containers, providers
 
 from core.db import Database
@@ -19,7 +17,6 @@ class AuthContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=AuthSettings)
     core_settings = providers.Dependency(instance_of=CoreSettings)
     database = providers.Dependency(instance_of=Database)
-    hooks: providers.Dependency[Any] = providers.Dependency()
     user = providers.DependenciesContainer()
 
     signing_key = providers.Singleton(

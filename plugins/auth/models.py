@@ -2,13 +2,13 @@
 
 These rows record security facts, so they are never soft-deleted: a session is *revoked*
 (`revoked_at`), a refresh token is *spent* (`used_at`), and both stay as an audit trail
-until the session's absolute expiry has passed.
+(nothing purges them yet).
 """
 
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Index, String
-from sqlmodel import Field, col
+from sqlalchemy import Column, ForeignKey, String
+from sqlmodel import Field
 
 from core.db import Model, UTCDateTime, id_field, utcnow
 from core.db.ids import ID_MAX_LENGTH
@@ -20,8 +20,15 @@ IP_MAX_LENGTH = 64
 HASH_LENGTH = 64  # SHA-256, hex
 
 
-def _user_id() -> Column[str]:
-    return Column(String(ID_MAX_LENGTH), ForeignKey("user.id", ondelete="CASCADE"), nullable=False)
+def _user_id(*, primary_key: bool = False) -> Column[str]:
+    """A reference to the owning user (indexed); a hard delete of the user removes the row."""
+    return Column(
+        String(ID_MAX_LENGTH),
+        ForeignKey("user.id", ondelete="CASCADE"),
+        primary_key=primary_key,
+        nullable=False,
+        index=not primary_key,
+    )
 
 
 class Credential(Model, table=True):
@@ -29,13 +36,7 @@ class Credential(Model, table=True):
 
     __tablename__ = "auth_credential"
 
-    user_id: str = Field(
-        sa_column=Column(
-            String(ID_MAX_LENGTH),
-            ForeignKey("user.id", ondelete="CASCADE"),
-            primary_key=True,
-        )
-    )
+    user_id: str = Field(sa_column=_user_id(primary_key=True))
     password_hash: str = Field(sa_type=String(255))
     changed_at: datetime = Field(
         default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs={"nullable": False}
@@ -81,6 +82,3 @@ class RefreshToken(Model, table=True):
     )
     used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     replaced_by: str | None = Field(default=None, sa_type=String(ID_MAX_LENGTH))
-
-
-Index("ix_auth_session_user_id", col(AuthSession.user_id))

@@ -28,19 +28,20 @@ class AuthRepository:
             Credential, user_id, with_for_update=True, populate_existing=True
         )
 
-    async def rehash(self, credential: Credential, password_hash: str) -> None:
-        """The same password under new parameters: not a change (`changed_at` stays)."""
+    async def store_password(
+        self, user_id: str, password_hash: str, now: datetime, *, locked: Credential | None
+    ) -> None:
+        """Give the user this password: update `locked` (their credential, already locked
+        by the caller) or create the credential when they have none."""
+        credential = locked or Credential(user_id=user_id, password_hash=password_hash)
         credential.password_hash = password_hash
+        credential.changed_at = now
         self.session.add(credential)
         await self.session.flush()
 
-    async def save_credential(self, user_id: str, password_hash: str, now: datetime) -> None:
-        credential = await self.session.get(Credential, user_id, with_for_update=True)
-        if credential is None:
-            credential = Credential(user_id=user_id, password_hash=password_hash, changed_at=now)
-        else:
-            credential.password_hash = password_hash
-            credential.changed_at = now
+    async def rehash(self, credential: Credential, password_hash: str) -> None:
+        """The same password under new parameters: not a change (`changed_at` stays)."""
+        credential.password_hash = password_hash
         self.session.add(credential)
         await self.session.flush()
 
@@ -71,21 +72,15 @@ class AuthRepository:
         self, user_id: str, now: datetime, *, only: str | None = None, keep: str | None = None
     ) -> list[str]:
         """Revoke the user's live sessions (just `only`, or all but `keep`); their ids."""
-        stmt = select(AuthSession.id).where(
+        stmt = update(AuthSession).where(
             col(AuthSession.user_id) == user_id, col(AuthSession.revoked_at).is_(None)
         )
         if only is not None:
             stmt = stmt.where(col(AuthSession.id) == only)
         if keep is not None:
             stmt = stmt.where(col(AuthSession.id) != keep)
-        ids = list((await self.session.exec(stmt.with_for_update())).all())
-        if ids:
-            await self.session.exec(
-                update(AuthSession)
-                .where(col(AuthSession.id).in_(ids), col(AuthSession.revoked_at).is_(None))
-                .values(revoked_at=now)
-            )
-        return ids
+        revoked = stmt.values(revoked_at=now).returning(col(AuthSession.id))
+        return [row[0] for row in await self.session.exec(revoked)]
 
     async def revoked_since(self, since: datetime) -> Sequence[str]:
         """Ids of the sessions revoked at or after `since`."""

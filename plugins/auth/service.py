@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from core.db import AppSession, Database, Page, PageParams, is_valid_id
+from core.db import AppSession, Database, Page, PageParams, is_valid_id, utcnow
 from core.errors import ForbiddenError, NotFoundError, UnauthorizedError
 from plugins.auth.models import (
     IP_MAX_LENGTH,
@@ -88,7 +88,9 @@ class AuthService:
         password_hash = await self.hasher.hash(password)
         async with self.database.write_sessions() as session:
             user = await self.directory(session=session).create(email, name)
-            await AuthRepository(session).save_credential(user.id, password_hash, _now())
+            await AuthRepository(session).store_password(
+                user.id, password_hash, utcnow(), locked=None
+            )
             tokens = await self._open_session(session, user, client)
             await session.commit()
         return SignedIn(user=user, **tokens.model_dump())
@@ -98,9 +100,7 @@ class AuthService:
         every other case, after the same amount of work."""
         self.policy.check_length(password)
         await self.throttle.attempt(email, client.ip)
-        async with self.database.primary_read_sessions() as session:
-            user = await _find(self.directory(session=session), email)
-            credential = await AuthRepository(session).credential(user.id) if user else None
+        user, credential = await self._account(email=email)
         if user is None or credential is None:
             await self.hasher.verify_dummy(password)
             ok = False
@@ -122,8 +122,8 @@ class AuthService:
             # Read again under that lock, which revoking every session of a user takes too:
             # a deactivation or deletion that committed meanwhile has either revoked this
             # session's siblings already (and shows here) or waits and revokes this one too.
-            user = await _find_by_id(self.directory(session=session), user.id)
-            if user is None or not user.is_active:
+            user = await self.directory(session=session).active_account(user.id)
+            if user is None:
                 raise invalid_credentials()
             if rehashed is not None:
                 await repo.rehash(current, rehashed)
@@ -135,7 +135,7 @@ class AuthService:
     async def refresh(self, refresh_token: str) -> Tokens:
         """A new pair for a valid refresh token, which is spent. A spent token presented
         again (after `refresh_reuse_grace`) means it was copied: the session is revoked."""
-        now = _now()
+        now = utcnow()
         async with self.database.write_sessions() as session:
             repo = AuthRepository(session)
             token = await repo.refresh_token(refresh_token_hash(refresh_token))
@@ -157,8 +157,8 @@ class AuthService:
                     auth_session.user_id,
                 )
                 raise invalid_refresh_token()
-            user = await _find_by_id(self.directory(session=session), auth_session.user_id)
-            if user is None or not user.is_active:
+            user = await self.directory(session=session).active_account(auth_session.user_id)
+            if user is None:
                 raise invalid_refresh_token()
             secret, successor = self._refresh_token_for(auth_session.id, now)
             if not await repo.spend(token.id, successor.id, now):
@@ -189,9 +189,7 @@ class AuthService:
         """Replace the password after checking the current one; every other session ends.
         Throttled like a login, so a stolen access token cannot guess the password."""
         self.policy.check_length(current, field="current_password")
-        async with self.database.primary_read_sessions() as session:
-            user = await _find_by_id(self.directory(session=session), user_id)
-            credential = await AuthRepository(session).credential(user_id) if user else None
+        user, credential = await self._account(user_id=user_id)
         if user is None or credential is None:
             raise _wrong_password()
         # The same count as the account's logins: one budget of guesses, however asked.
@@ -217,7 +215,7 @@ class AuthService:
     ) -> Page[SessionInfo]:
         async with self.database.primary_read_sessions() as session:
             rows = await AuthRepository(session).active_sessions(
-                user_id, _now(), limit=page.limit, cursor=page.cursor
+                user_id, utcnow(), limit=page.limit, cursor=page.cursor
             )
         items = [_session_info(row, current) for row in rows[: page.limit]]
         next_cursor = items[-1].id if len(rows) > page.limit else None
@@ -255,6 +253,18 @@ class AuthService:
 
     # Internals
 
+    async def _account(
+        self, *, email: str | None = None, user_id: str | None = None
+    ) -> tuple[User | None, Credential | None]:
+        """The account (live, active or not; found by email or id) and its credential."""
+        async with self.database.primary_read_sessions() as session:
+            users = self.directory(session=session)
+            try:
+                user = await (users.get_by_email(email) if email else users.get(user_id or ""))
+            except NotFoundError:
+                return None, None
+            return user, await AuthRepository(session).credential(user.id)
+
     async def _set_password(
         self,
         user_id: str,
@@ -269,16 +279,17 @@ class AuthService:
         second must not silently replace the first."""
         async with self.database.write_sessions() as session:
             repo = AuthRepository(session)
-            if unless_changed_since is not None:
-                stored = await repo.lock_credential(user_id)
-                if stored is None or stored.changed_at != unless_changed_since.changed_at:
-                    raise _wrong_password()
-            await repo.save_credential(user_id, password_hash, _now())
+            stored = await repo.lock_credential(user_id)
+            if unless_changed_since is not None and (
+                stored is None or stored.changed_at != unless_changed_since.changed_at
+            ):
+                raise _wrong_password()
+            await repo.store_password(user_id, password_hash, utcnow(), locked=stored)
             await self._revoke(session, user_id, keep=keep)
             await session.commit()
 
     async def _open_session(self, session: AppSession, user: User, client: Client) -> Tokens:
-        now = _now()
+        now = utcnow()
         auth_session = AuthSession(
             user_id=user.id,
             created_at=now,
@@ -300,7 +311,7 @@ class AuthService:
 
     def _tokens(self, user: User, auth_session: AuthSession, refresh_token: str) -> Tokens:
         """The pair for `auth_session`; the access token never outlives the session."""
-        now = _now()
+        now = utcnow()
         access = self.tokens.issue(
             user.id,
             auth_session.id,
@@ -320,7 +331,7 @@ class AuthService:
     ) -> Sequence[str]:
         """Revoke sessions in the caller's transaction; once it commits, this instance refuses
         their access tokens at once (the others within the revocation interval)."""
-        ids = await AuthRepository(session).revoke_sessions(user_id, _now(), only=only, keep=keep)
+        ids = await AuthRepository(session).revoke_sessions(user_id, utcnow(), only=only, keep=keep)
         if ids:
             session.after_commit(lambda: self.revoked.add(ids))
         return ids
@@ -330,30 +341,12 @@ def _wrong_password() -> ForbiddenError:
     return ForbiddenError("The current password is wrong", code="auth.wrong_password")
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _live(auth_session: AuthSession, now: datetime) -> bool:
     return auth_session.revoked_at is None and auth_session.expires_at > now
 
 
 def _clip(value: str | None, limit: int) -> str | None:
     return value[:limit] if value else None
-
-
-async def _find(users: UserDirectory, email: str) -> User | None:
-    try:
-        return await users.get_by_email(email)
-    except NotFoundError:
-        return None
-
-
-async def _find_by_id(users: UserDirectory, user_id: str) -> User | None:
-    try:
-        return await users.get(user_id)
-    except NotFoundError:
-        return None
 
 
 def _session_info(row: AuthSession, current: str | None) -> SessionInfo:

@@ -53,6 +53,10 @@ class UserDirectory(Protocol):
         """The user with this id; NotFoundError when unknown, malformed or soft-deleted."""
         ...
 
+    async def active_account(self, user_id: str) -> User | None:
+        """The user if it is live and active; None otherwise (unknown, deleted, inactive)."""
+        ...
+
     async def get_by_email(self, email: str) -> User:
         """The live user with this email, compared case-insensitively; NotFoundError if none."""
         ...
