@@ -25,6 +25,7 @@ SETS: dict[str, list[str]] = {
     "broken": ["courtyard-broken"],
     "testauth": ["courtyard-testauth"],
     "userwatch": ["courtyard-userwatch"],
+    "rogue": ["courtyard-rogue"],
 }
 
 
