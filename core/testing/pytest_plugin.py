@@ -27,7 +27,6 @@ from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from fastapi import FastAPI
 from sqlalchemy import inspect, text
 
@@ -38,6 +37,11 @@ from core.migrator import Migrator
 from core.settings import CoreSettings
 from core.testing.databases import PG_ENV, fresh_database
 from core.testing.principal import principal_headers, trust_test_principals
+
+try:
+    from pytest_asyncio import fixture as async_fixture
+except ImportError:  # installed without the `testing` extra: the sync fixtures still work
+    async_fixture = pytest.fixture  # type: ignore[assignment]
 
 
 @pytest.fixture
@@ -82,7 +86,7 @@ def _settings(url: str, plugins: str | None, overrides: dict[str, Any]) -> CoreS
     return CoreSettings(**values)
 
 
-@pytest_asyncio.fixture
+@async_fixture
 async def courtyard_app(
     courtyard_database_url: str,
     courtyard_plugins: str | None,
@@ -116,7 +120,7 @@ async def _empty_tables(settings: CoreSettings) -> None:
         await engine.dispose()
 
 
-@pytest_asyncio.fixture
+@async_fixture
 async def courtyard_client(courtyard_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client speaking ASGI to `courtyard_app`."""
     transport = httpx.ASGITransport(app=courtyard_app, raise_app_exceptions=False)
