@@ -19,6 +19,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, TypeVar
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+from core import __version__ as CORE_VERSION
 from core.settings import ConfigurationError
 
 ENTRY_POINT_GROUP = "courtyard.plugins"
@@ -51,6 +54,7 @@ class Plugin:
     hooks: str | None = None  # "hooks" (a module) or "hooks:NotesHooks" (a class)
     hookspecs: str | None = None  # "hookspecs", the events this plugin publishes
     migrations: str | None = None  # "migrations/versions", a folder inside the package
+    core_version: str | None = None  # the core versions it supports: ">=1,<2" (PEP 440)
 
     def __post_init__(self) -> None:
         if self.prefix is not None and not _PREFIX.fullmatch(self.prefix):
@@ -63,6 +67,8 @@ class Plugin:
                 f"plugin name {self.name!r} is invalid: use lowercase letters, digits and "
                 "underscores, starting with a letter"
             )
+        if self.core_version is not None:
+            _core_range(self.name, self.core_version)
         object.__setattr__(self, "requires", tuple(self.requires))
 
     @property
@@ -72,6 +78,20 @@ class Plugin:
     @property
     def openapi_tag(self) -> str:
         return self.tag or self.url_prefix
+
+    def supports_core(self, version: str = CORE_VERSION) -> bool:
+        """Whether core `version` is in the plugin's `core_version` range (pre-releases too)."""
+        if self.core_version is None:
+            return True
+        return _core_range(self.name, self.core_version).contains(version, prereleases=True)
+
+    def check_core_version(self, version: str = CORE_VERSION) -> None:
+        """Raise PluginError naming the plugin, its range and `version` when they disagree."""
+        if self.core_version is not None and not self.supports_core(version):
+            raise PluginError(
+                f"plugin {self.name!r} supports core {self.core_version.strip()}, but this is "
+                f"core {version} (upgrade the plugin or the core, or disable it)"
+            )
 
     def resolve(self, reference: str) -> Any:
         """Import `module[:attribute]` relative to the plugin's package."""
@@ -100,6 +120,19 @@ class Plugin:
         if self.migrations is None:
             return None
         return Path(str(files(self.package).joinpath(self.migrations)))
+
+
+def _core_range(name: str, spec: object) -> SpecifierSet:
+    """The parsed `core_version` of plugin `name`; PluginError when it is not a range."""
+    try:
+        if isinstance(spec, str) and spec.strip():
+            return SpecifierSet(spec)
+    except InvalidSpecifier:
+        pass
+    raise PluginError(
+        f"plugin {name!r}: core_version {spec!r} is not a version range: use PEP 440 "
+        "specifiers, e.g. '>=1,<2'"
+    )
 
 
 @dataclass
@@ -206,6 +239,8 @@ def select_plugins(
     allowed = set(by_name) if enabled_names is None else set(enabled_names)
     wanted = sorted(allowed - set(disabled_names))
     plugins = {name: by_name[name].load() for name in wanted}
+    for plugin in plugins.values():
+        plugin.check_core_version()
     for plugin in plugins.values():
         for required in plugin.requires:
             if required in plugins:

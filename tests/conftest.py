@@ -35,7 +35,7 @@ def dists() -> dict[str, Path]:
     """Folders holding the installed test plugin distributions, by set name."""
     return {
         name: install_set(name, BUILD_ROOT)
-        for name in ("main", "clone", "broken", "testauth", "userwatch")
+        for name in ("main", "clone", "broken", "testauth", "userwatch", "oldcore")
     }
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.cli.context import CliContext
 from core.cli.db import db_app
+from core.cli.new_plugin import new_plugin_command
 from core.cli.plugins import plugins_command
 from core.cli.serve import serve_command
 from core.db.errors import is_database_unavailable
@@ -16,7 +17,7 @@ from core.errors import AppError
 from core.kernel import Kernel
 from core.settings import ConfigurationError
 
-CORE_COMMANDS = frozenset({"serve", "plugins", "db"})
+CORE_COMMANDS = frozenset({"serve", "plugins", "db", "new-plugin"})
 
 
 def build_cli(context: CliContext) -> typer.Typer:
@@ -35,6 +36,7 @@ def build_cli(context: CliContext) -> typer.Typer:
 
     cli.command("serve")(serve_command)
     cli.command("plugins")(plugins_command)
+    cli.command("new-plugin")(new_plugin_command)
     cli.add_typer(db_app)
     if context._kernel is not None:
         owners: dict[str, str] = {}

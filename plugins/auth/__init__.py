@@ -9,6 +9,7 @@ plugin = Plugin(
     name="auth",
     package=__name__,
     version="0.1.0",
+    core_version=">=0.1,<1",
     requires=("user",),
     description="Sign-up and sign-in: passwords, access and refresh tokens, sessions.",
     prefix="auth",

@@ -10,6 +10,7 @@ plugin = Plugin(
     name="user",
     package=__name__,
     version="0.1.0",
+    core_version=">=0.1,<1",
     description="User accounts: profiles, administration, soft delete and user events.",
     prefix="users",
     tag="users",

@@ -26,6 +26,7 @@ SETS: dict[str, list[str]] = {
     "testauth": ["courtyard-testauth"],
     "userwatch": ["courtyard-userwatch"],
     "rogue": ["courtyard-rogue"],
+    "oldcore": ["courtyard-oldcore"],
 }
 
 

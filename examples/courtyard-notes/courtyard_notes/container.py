@@ -1,0 +1,18 @@
+from typing import Any
+
+from dependency_injector import containers, providers
+
+from core.db import Database
+
+from courtyard_notes.service import NoteService
+from courtyard_notes.settings import NotesSettings
+
+
+class NotesContainer(containers.DeclarativeContainer):
+    """Inputs come from the core, by name; `service` needs `session=` (the request's)."""
+
+    settings = providers.Dependency(instance_of=NotesSettings)
+    database = providers.Dependency(instance_of=Database)
+    hooks: providers.Dependency[Any] = providers.Dependency()
+
+    service = providers.Factory(NoteService, settings=settings, hooks=hooks)
