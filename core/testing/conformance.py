@@ -261,20 +261,21 @@ async def _table_names(kernel: Kernel) -> set[str]:
 async def _differences(kernel: Kernel, names: list[str]) -> list[str]:
     def compare(connection: Connection) -> list[Any]:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return [d for d in compare_metadata(context, metadata) if _table_of(d) in names]
+        return [d for d in compare_metadata(context, metadata) if table_of_difference(d) in names]
 
     async with kernel.container.database().write_engine.connect() as connection:
         diffs = await connection.run_sync(compare)
     return [f"models and migrations differ: {d}" for d in diffs]
 
 
-def _table_of(diff: Any) -> str | None:
-    if isinstance(diff, list):
-        return _table_of(diff[0])
+def table_of_difference(diff: Any) -> str | None:
+    """The table an Alembic autogenerate difference is about."""
+    if isinstance(diff, list):  # modify_* differences come grouped per column
+        return table_of_difference(diff[0])
     kind, *args = diff
     if kind in ("add_column", "remove_column") or kind.startswith("modify_"):
-        return str(args[1])
-    target = args[0]
+        return str(args[1])  # (schema, table name, ...)
+    target = args[0]  # a Table, or an Index / constraint that belongs to one
     return str(getattr(target, "table", target).name)
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from core.db import metadata
+from core.testing.conformance import table_of_difference
 from core.testing.databases import PG_ENV, backends, fresh_database
 
 __all__ = ["PG_ENV", "backends", "fresh_database", "inspect_database", "model_differences"]
@@ -28,17 +29,6 @@ async def inspect_database(url: str, work: Callable[[Connection], Any]) -> Any:
         await engine.dispose()
 
 
-def _table_of(diff: Any) -> str | None:
-    """The table an Alembic autogenerate difference is about."""
-    if isinstance(diff, list):  # modify_* differences come grouped per column
-        return _table_of(diff[0])
-    kind, *args = diff
-    if kind in ("add_column", "remove_column") or kind.startswith("modify_"):
-        return str(args[1])  # (schema, table name, ...)
-    target = args[0]  # a Table, or an Index / constraint that belongs to one
-    return str(getattr(target, "table", target).name)
-
-
 def model_differences(
     tables: Collection[str],
 ) -> Callable[[Connection], tuple[list[Any], list[str]]]:
@@ -50,7 +40,8 @@ def model_differences(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             context = MigrationContext.configure(connection, opts={"compare_type": True})
-            diffs = [d for d in compare_metadata(context, metadata) if _table_of(d) in tables]
+            found = compare_metadata(context, metadata)
+            diffs = [d for d in found if table_of_difference(d) in tables]
         return diffs, [str(w.message) for w in caught]
 
     return compare
