@@ -36,6 +36,15 @@ def generate(tmp_path: Path, name: str = NAME) -> Path:
     return target
 
 
+@pytest.fixture
+def installed(tmp_path: Path) -> tuple[Path, Path]:
+    """A freshly generated `widgets` project, and the folder it is pip-installed into."""
+    project = generate(tmp_path)
+    site = tmp_path / "site"
+    pip_install(project, site)
+    return project, site
+
+
 def pip_install(project: Path, site: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
@@ -80,11 +89,9 @@ ROUTES = (
 
 
 async def test_a_generated_plugin_installs_migrates_serves_and_passes_its_tests(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, database_url: str, installed: tuple[Path, Path]
 ) -> None:
-    project = generate(tmp_path)
-    site = tmp_path / "site"
-    pip_install(project, site)
+    project, site = installed
     env = {"COURTYARD_DATABASE_URL": database_url}
 
     listed = run_courtyard("plugins", cwd=tmp_path, pythonpath=[site], env=env)
@@ -107,11 +114,9 @@ async def test_a_generated_plugin_installs_migrates_serves_and_passes_its_tests(
 
 
 async def test_a_disabled_generated_plugin_is_absent_and_its_tables_untouched(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, database_url: str, installed: tuple[Path, Path]
 ) -> None:
-    project = generate(tmp_path)
-    site = tmp_path / "site"
-    pip_install(project, site)
+    _, site = installed
     env = {"COURTYARD_DATABASE_URL": database_url, "COURTYARD_DISABLED_PLUGINS": NAME}
 
     upgraded = run_courtyard("db", "upgrade", cwd=tmp_path, pythonpath=[site], env=env)

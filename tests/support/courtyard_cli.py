@@ -19,8 +19,14 @@ def run_courtyard(
     pythonpath: Iterable[Path] = (),
     env: Mapping[str, str] | None = None,
     timeout: float = 120,
+    typed: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`courtyard ARGS` with no COURTYARD_* setting inherited except those in `env`."""
+    """`courtyard ARGS` with no COURTYARD_* setting inherited except those in `env`.
+
+    `typed` is text typed at its prompts. The command then starts in a new session, with
+    no controlling terminal, so a password prompt reads it even when the tests themselves
+    run in a terminal.
+    """
     environ = {
         key: value
         for key, value in os.environ.items()
@@ -39,6 +45,8 @@ def run_courtyard(
         text=True,
         timeout=timeout,
         check=False,
+        input=typed,
+        start_new_session=typed is not None,
     )
 
 

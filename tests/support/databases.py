@@ -8,15 +8,52 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from core.db import metadata
+from core.db.engine import create_engine
+from core.settings import CoreSettings
 from core.testing.conformance import table_of_difference
 from core.testing.databases import PG_ENV, backends, fresh_database
 
-__all__ = ["PG_ENV", "backends", "fresh_database", "inspect_database", "model_differences"]
+__all__ = [
+    "PG_ENV",
+    "app_engine",
+    "backends",
+    "execute",
+    "fetch",
+    "fresh_database",
+    "inspect_database",
+    "model_differences",
+]
+
+
+def app_engine(url: str) -> AsyncEngine:
+    """A pool-less engine built the way the app builds its own (SQLite: foreign keys on)."""
+    return create_engine(url, CoreSettings(env="test", database_url=url), migrations=True)
+
+
+async def fetch(url: str, query: str, **params: Any) -> list[tuple[Any, ...]]:
+    """The rows of `query`, straight from the database behind the app's back."""
+    engine = app_engine(url)
+    try:
+        async with engine.connect() as connection:
+            result = await connection.execute(text(query), params)
+            return [tuple(row) for row in result.all()]
+    finally:
+        await engine.dispose()
+
+
+async def execute(url: str, statement: str, **params: Any) -> None:
+    """Run `statement` in a transaction of its own, behind the app's back."""
+    engine = app_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(statement), params)
+    finally:
+        await engine.dispose()
 
 
 async def inspect_database(url: str, work: Callable[[Connection], Any]) -> Any:

@@ -7,7 +7,6 @@ changes the database from another process, and the app then shows what a user wo
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -19,8 +18,6 @@ import pytest
 
 from tests.plugins.auth.conftest import NEW_PASSWORD, PASSWORD, AuthApp, AuthAppFactory
 from tests.support.courtyard_cli import (
-    COURTYARD,
-    PROJECT_ROOT,
     assert_one_line_error,
     run_courtyard,
 )
@@ -30,31 +27,6 @@ Courtyard = Callable[..., Awaitable[subprocess.CompletedProcess[str]]]
 
 ERROR = "courtyard: error: "
 SET = "password set for {email}; every session of theirs has ended\n"
-
-
-def typed_into(
-    *args: str, text: str, cwd: Path, env: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    """`courtyard ARGS` with `text` typed at its prompts, in the environment `run_courtyard`
-    gives. Started in a new session, so it has no controlling terminal: the password prompt
-    reads the typed text even when the tests themselves run in a terminal."""
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("COURTYARD_") and key != "PYTHONPATH"
-    }
-    environ.update(COLUMNS="200", NO_COLOR="1", TERM="dumb", PYTHONPATH=str(PROJECT_ROOT), **env)
-    return subprocess.run(
-        [str(COURTYARD), *args],
-        cwd=cwd,
-        env=environ,
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        start_new_session=True,
-    )
 
 
 @pytest.fixture
@@ -68,7 +40,7 @@ def courtyard(database_url: str, tmp_path: Path) -> Courtyard:
     def run(*args: str, typed: str | None = None) -> Awaitable[subprocess.CompletedProcess[str]]:
         if typed is None:
             return asyncio.to_thread(run_courtyard, *args, cwd=tmp_path, env=env)
-        return asyncio.to_thread(typed_into, *args, text=typed, cwd=tmp_path, env=env)
+        return asyncio.to_thread(run_courtyard, *args, cwd=tmp_path, env=env, typed=typed)
 
     return run
 

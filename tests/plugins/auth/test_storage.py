@@ -19,18 +19,23 @@ from argon2 import PasswordHasher
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from core.db import UTCDateTime, is_valid_id, metadata
-from core.db.engine import create_engine
 from core.kernel import Kernel
 from core.migrator import Migrator
 from plugins.auth import models as _auth_models  # noqa: F401 - puts the auth tables in metadata
 from plugins.user import models as _user_models  # noqa: F401 - and the `user` table they need
 from tests.conftest import make_settings
 from tests.plugins.auth.conftest import PASSWORD, PLUGINS, AuthApp, AuthAppFactory
-from tests.support.databases import fresh_database, inspect_database, model_differences
+from tests.support.databases import (
+    execute,
+    fetch,
+    fresh_database,
+    inspect_database,
+    model_differences,
+)
 
 USER_REV = "9a7e5c310001"
 AUTH_REV = "b41c7d2e0001"
@@ -135,30 +140,6 @@ async def branches(m: Migrator) -> dict[str, tuple[str | None, str | None]]:
 
 async def tables(url: str) -> set[str]:
     return set(await inspect_database(url, lambda c: inspect(c).get_table_names()))
-
-
-def app_engine(url: str) -> AsyncEngine:
-    """An engine built the way the app builds its own (on SQLite: foreign keys enforced)."""
-    return create_engine(url, make_settings(url), migrations=True)
-
-
-async def fetch(url: str, query: str, **params: Any) -> list[tuple[Any, ...]]:
-    engine = app_engine(url)
-    try:
-        async with engine.connect() as connection:
-            result = await connection.execute(text(query), params)
-            return [tuple(row) for row in result.all()]
-    finally:
-        await engine.dispose()
-
-
-async def execute(url: str, statement: str, **params: Any) -> None:
-    engine = app_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text(statement), params)
-    finally:
-        await engine.dispose()
 
 
 def _kind(column_type: Any) -> tuple[str, int | None]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -26,7 +26,13 @@ from core.migrator import Migrator
 from plugins.user.api import User
 from plugins.user.models import email_key  # (also puts the `user` table into core.db.metadata)
 from tests.conftest import make_settings, migrate
-from tests.support.databases import fresh_database, inspect_database, model_differences
+from tests.support.databases import (
+    execute,
+    fetch,
+    fresh_database,
+    inspect_database,
+    model_differences,
+)
 
 USER_REV = "9a7e5c310001"
 COLUMNS = {
@@ -98,25 +104,6 @@ def _table_shape(connection: Connection) -> dict[str, Any]:
 
 async def table_shape(url: str) -> dict[str, Any]:
     return dict(await inspect_database(url, _table_shape))
-
-
-async def fetch(url: str, query: str, **params: Any) -> list[tuple[Any, ...]]:
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as connection:
-            result = await connection.execute(text(query), params)
-            return [tuple(row) for row in result.all()]
-    finally:
-        await engine.dispose()
-
-
-async def execute(url: str, statement: str, **params: Any) -> None:
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text(statement), params)
-    finally:
-        await engine.dispose()
 
 
 async def insert_user(
