@@ -21,6 +21,7 @@ fixtures available in any test suite (pytest-asyncio is needed for the async one
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,6 @@ def courtyard_plugin_settings() -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="session")
 def courtyard_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One empty database for the test session (see the module docstring)."""
-    import os
-
     backend = "postgresql" if os.environ.get(PG_ENV) else "sqlite"
     folder: Path = tmp_path_factory.mktemp("courtyard-db")
     manager = fresh_database(backend, folder)
@@ -86,8 +85,15 @@ def _settings(url: str, plugins: str | None, overrides: dict[str, Any]) -> CoreS
     return CoreSettings(**values)
 
 
+@pytest.fixture(scope="session")
+def _courtyard_migrated() -> set[tuple[str, str | None]]:
+    """(database, plugin selection) pairs already migrated in this session."""
+    return set()
+
+
 @async_fixture
 async def courtyard_app(
+    _courtyard_migrated: set[tuple[str, str | None]],
     courtyard_database_url: str,
     courtyard_plugins: str | None,
     courtyard_settings: dict[str, Any],
@@ -95,7 +101,9 @@ async def courtyard_app(
 ) -> AsyncIterator[FastAPI]:
     """The app, migrated and running; its tables are emptied after the test."""
     settings = _settings(courtyard_database_url, courtyard_plugins, courtyard_settings)
-    await Migrator(Kernel.build(settings)).upgrade()
+    if (courtyard_database_url, courtyard_plugins) not in _courtyard_migrated:
+        await Migrator(Kernel.build(settings)).upgrade()  # once per selection, not per test
+        _courtyard_migrated.add((courtyard_database_url, courtyard_plugins))
     app = create_app(settings, plugin_settings=courtyard_plugin_settings)
     trust_test_principals(app)
     try:
