@@ -2,6 +2,11 @@
 and a problem response (with the request id) for anything unhandled.
 
 Pure ASGI rather than `BaseHTTPMiddleware`: it adds no task or stream per request.
+
+The body limit (`COURTYARD_MAX_REQUEST_BODY`) holds for every route except those marked
+with `streams_request_body(max_bytes)`, which read (and bound) their own large bodies,
+such as an upload. Only a request already past the app-wide limit pays for finding out
+which route it is for.
 """
 
 from __future__ import annotations
@@ -10,8 +15,10 @@ import json
 import logging
 import re
 import uuid
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import HTTP_CODES, PROBLEM_JSON, RequestBodyTooLarge, problem_body
@@ -20,6 +27,19 @@ from core.logging import request_id_var
 logger = logging.getLogger("courtyard.request")
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_MAX_BODY_ATTRIBUTE = "__courtyard_max_request_body__"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def streams_request_body(max_bytes: int) -> Callable[[F], F]:
+    """Mark a route's endpoint as reading its own body of up to `max_bytes` (instead of the
+    app-wide limit). The endpoint must stream the body and enforce its exact bound itself."""
+
+    def mark(endpoint: F) -> F:
+        setattr(endpoint, _MAX_BODY_ATTRIBUTE, max_bytes)
+        return endpoint
+
+    return mark
 
 
 def _request_headers(scope: Scope) -> tuple[str | None, str | None]:
@@ -34,9 +54,30 @@ def _request_headers(scope: Scope) -> tuple[str | None, str | None]:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body: int,
+        routes: Callable[[], Iterable[BaseRoute]] = tuple,
+    ) -> None:
         self.app = app
         self.max_body = max_body
+        self.routes = routes  # the app's routes, looked up when a body passes `max_body`
+        self._streaming: list[tuple[BaseRoute, int]] | None = None
+
+    def _limit_for(self, scope: Scope) -> int:
+        """The body limit of the route `scope` is for (called only past the app-wide one)."""
+        if self._streaming is None:
+            self._streaming = [
+                (route, limit)
+                for route in self.routes()
+                if (limit := getattr(getattr(route, "endpoint", None), _MAX_BODY_ATTRIBUTE, None))
+            ]
+        for route, limit in self._streaming:
+            if route.matches(scope)[0] is Match.FULL:
+                return max(limit, self.max_body)
+        return self.max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,12 +103,13 @@ class RequestContextMiddleware:
             if length is not None and not (length.isascii() and length.isdigit()):
                 await self._problem(scope, send_with_id, 400, "Content-Length must be digits")
                 return
-            if length is not None and int(length) > self.max_body:
-                await self._problem(
-                    scope, send_with_id, 413, RequestBodyTooLarge(self.max_body).detail
-                )
-                return
-            await self.app(scope, self._limited(receive), send_with_id)
+            limit = self.max_body
+            if length is not None and int(length) > limit:
+                limit = self._limit_for(scope)
+                if int(length) > limit:
+                    await self._problem(scope, send_with_id, 413, RequestBodyTooLarge(limit).detail)
+                    return
+            await self.app(scope, self._limited(scope, receive, limit), send_with_id)
         except RequestBodyTooLarge as exc:
             if started:
                 raise
@@ -80,16 +122,18 @@ class RequestContextMiddleware:
         finally:
             request_id_var.reset(token)
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, scope: Scope, receive: Receive, limit: int) -> Receive:
         """Count body bytes as they arrive; stop reading once past the limit."""
         seen = 0
-        limit = self.max_body
+        routed = limit != self.max_body  # the route's own limit is already known
 
         async def receive_limited() -> Message:
-            nonlocal seen
+            nonlocal seen, limit, routed
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                if seen > limit and not routed:
+                    limit, routed = self._limit_for(scope), True
                 if seen > limit:
                     raise RequestBodyTooLarge(limit)
             return message

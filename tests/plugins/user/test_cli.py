@@ -214,12 +214,12 @@ def test_without_the_user_plugin_there_is_no_users_command(courtyard: Courtyard)
     enabled = ok(courtyard("--help"))
     assert "users" in help_commands(enabled)
 
-    # `auth` requires `user`, so both go.
-    disabled = ok(courtyard("--help", enabled=None, COURTYARD_DISABLED_PLUGINS="auth,user"))
+    # `auth` and `upload` require `user`, so all three go.
+    disabled = ok(courtyard("--help", enabled=None, COURTYARD_DISABLED_PLUGINS="auth,upload,user"))
     assert "users" not in help_commands(disabled)
     assert {"serve", "plugins", "db"} <= set(help_commands(disabled))
 
-    result = courtyard("users", "list", enabled=None, COURTYARD_DISABLED_PLUGINS="auth,user")
+    result = courtyard("users", "list", enabled=None, COURTYARD_DISABLED_PLUGINS="auth,upload,user")
     assert result.returncode != 0
     assert result.stdout == ""
     assert "No such command 'users'" in result.stderr
