@@ -56,11 +56,7 @@ def create_app(
     app.state.migrator = Migrator(kernel)
     app.state.readiness_checks = []
     install_error_handlers(app)
-    app.add_middleware(
-        RequestContextMiddleware,
-        max_body=kernel.settings.max_request_body,
-        routes=lambda: app.routes,
-    )
+    app.add_middleware(RequestContextMiddleware, max_body=kernel.settings.max_request_body)
     app.include_router(health_router)
     mounted: dict[str, str] = {}
     for plugin in kernel.plugins:

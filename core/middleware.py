@@ -5,8 +5,8 @@ Pure ASGI rather than `BaseHTTPMiddleware`: it adds no task or stream per reques
 
 The body limit (`COURTYARD_MAX_REQUEST_BODY`) holds for every route except those marked
 with `streams_request_body(max_bytes)`, which read (and bound) their own large bodies,
-such as an upload. Only a request already past the app-wide limit pays for finding out
-which route it is for.
+such as an upload. The limit is settled at the first read of the body: by then the router
+has put the matched endpoint in the scope, so no route table is walked here.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import HTTP_CODES, PROBLEM_JSON, RequestBodyTooLarge, problem_body
@@ -54,30 +53,14 @@ def _request_headers(scope: Scope) -> tuple[str | None, str | None]:
 
 
 class RequestContextMiddleware:
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        max_body: int,
-        routes: Callable[[], Iterable[BaseRoute]] = tuple,
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, max_body: int) -> None:
         self.app = app
         self.max_body = max_body
-        self.routes = routes  # the app's routes, looked up when a body passes `max_body`
-        self._streaming: list[tuple[BaseRoute, int]] | None = None
 
     def _limit_for(self, scope: Scope) -> int:
-        """The body limit of the route `scope` is for (called only past the app-wide one)."""
-        if self._streaming is None:
-            self._streaming = [
-                (route, limit)
-                for route in self.routes()
-                if (limit := getattr(getattr(route, "endpoint", None), _MAX_BODY_ATTRIBUTE, None))
-            ]
-        for route, limit in self._streaming:
-            if route.matches(scope)[0] is Match.FULL:
-                return max(limit, self.max_body)
-        return self.max_body
+        """The body limit of the endpoint the router matched (the app-wide one if unmarked)."""
+        own = getattr(scope.get("endpoint"), _MAX_BODY_ATTRIBUTE, None)
+        return max(own, self.max_body) if own else self.max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,13 +86,8 @@ class RequestContextMiddleware:
             if length is not None and not (length.isascii() and length.isdigit()):
                 await self._problem(scope, send_with_id, 400, "Content-Length must be digits")
                 return
-            limit = self.max_body
-            if length is not None and int(length) > limit:
-                limit = self._limit_for(scope)
-                if int(length) > limit:
-                    await self._problem(scope, send_with_id, 413, RequestBodyTooLarge(limit).detail)
-                    return
-            await self.app(scope, self._limited(scope, receive, limit), send_with_id)
+            declared = int(length) if length is not None else None
+            await self.app(scope, self._limited(scope, receive, declared), send_with_id)
         except RequestBodyTooLarge as exc:
             if started:
                 raise
@@ -122,18 +100,21 @@ class RequestContextMiddleware:
         finally:
             request_id_var.reset(token)
 
-    def _limited(self, scope: Scope, receive: Receive, limit: int) -> Receive:
-        """Count body bytes as they arrive; stop reading once past the limit."""
+    def _limited(self, scope: Scope, receive: Receive, declared: int | None) -> Receive:
+        """Refuse a declared length past the limit before reading a byte; count body bytes
+        as they arrive and stop once past it."""
         seen = 0
-        routed = limit != self.max_body  # the route's own limit is already known
+        limit: int | None = None
 
         async def receive_limited() -> Message:
-            nonlocal seen, limit, routed
+            nonlocal seen, limit
+            if limit is None:
+                limit = self._limit_for(scope)
+                if declared is not None and declared > limit:
+                    raise RequestBodyTooLarge(limit)
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > limit and not routed:
-                    limit, routed = self._limit_for(scope), True
                 if seen > limit:
                     raise RequestBodyTooLarge(limit)
             return message

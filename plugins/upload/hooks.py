@@ -35,7 +35,7 @@ class UploadHooks:
 
     @hookimpl
     def register_readiness_checks(self) -> list[ReadinessCheck]:
-        return [ReadinessCheck("upload_storage", self.container.storage().check)]
+        return [ReadinessCheck("storage", self.container.storage().check)]
 
     @hookimpl
     async def startup(self, app: FastAPI) -> None:

@@ -200,5 +200,6 @@ def _link(source: Path, target: Path) -> None:
 
 
 def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    """Remove `path` if it is there (a file in its place of a folder means it is not)."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         path.unlink()
