@@ -32,6 +32,7 @@ HTML = b"<!doctype html><html><body><script>alert(1)</script></body></html>"
 S3_KEY_ID = "testing-key"
 S3_SECRET = "testing-secret"
 S3_REGION = "us-east-1"
+SENT = (200, 201, 204)  # what the local PUT (204) and a presigned POST to S3 answer
 
 
 def _free_port() -> int:
@@ -260,3 +261,18 @@ async def uploads(
     """The app with default settings, once per storage backend."""
     async with upload_app(request.param) as app:
         yield app
+
+
+def key_of(upload: dict[str, Any], prefix: str = "uploads") -> str:
+    return f"{prefix}/{upload['owner_id']}/{upload['id']}"
+
+
+async def granted(uploads: UploadApp, headers: dict[str, str], **grant: Any) -> dict[str, Any]:
+    response = await uploads.grant(headers, **grant)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def complete(uploads: UploadApp, headers: dict[str, str], upload_id: str) -> httpx.Response:
+    return await uploads.client.post(f"{UPLOADS}/{upload_id}/complete", headers=headers)

@@ -15,13 +15,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-import httpx
 import pytest
 
-from tests.plugins.upload.conftest import HTML, PDF, PNG, UPLOADS, UploadApp, UploadAppFactory
+from tests.plugins.upload.conftest import (
+    HTML,
+    PDF,
+    PNG,
+    SENT,
+    UPLOADS,
+    UploadApp,
+    UploadAppFactory,
+    complete,
+    granted,
+    key_of,
+)
 from tests.support.problems import assert_problem
-
-SENT = (200, 201, 204)  # what the local PUT (204) and a presigned POST to S3 answer
 
 
 def with_query(url: str, **params: str) -> str:
@@ -30,23 +38,8 @@ def with_query(url: str, **params: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(dict(parse_qsl(parts.query)) | params)))
 
 
-def key_of(upload: dict[str, Any], prefix: str = "uploads") -> str:
-    return f"{prefix}/{upload['owner_id']}/{upload['id']}"
-
-
 def near(moment: str, expected: datetime, slack: float = 10) -> bool:
     return abs((datetime.fromisoformat(moment) - expected).total_seconds()) < slack
-
-
-async def granted(uploads: UploadApp, headers: dict[str, str], **grant: Any) -> dict[str, Any]:
-    response = await uploads.grant(headers, **grant)
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def complete(uploads: UploadApp, headers: dict[str, str], upload_id: str) -> httpx.Response:
-    return await uploads.client.post(f"{UPLOADS}/{upload_id}/complete", headers=headers)
 
 
 async def test_upload_end_to_end(uploads: UploadApp) -> None:
