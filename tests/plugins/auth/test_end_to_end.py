@@ -7,24 +7,15 @@ to it over TCP. Nothing is shared with the test process but the database.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.plugins.auth.conftest import AUTH, ME, PASSWORD, PLUGINS, bearer
-from tests.support.courtyard_cli import COURTYARD, PROJECT_ROOT, run_courtyard
+from tests.support.courtyard_cli import PROJECT_ROOT, run_courtyard
 from tests.support.problems import assert_problem
-
-STARTUP_DEADLINE = 20.0  # seconds for `courtyard serve` to answer /health/live
-STOP_DEADLINE = 10.0
+from tests.support.served import server_output, serving, wait_until_live
 
 
 def server_environment(database_url: str) -> dict[str, str]:
@@ -33,72 +24,8 @@ def server_environment(database_url: str) -> dict[str, str]:
         "COURTYARD_DATABASE_URL": database_url,
         "COURTYARD_ENABLED_PLUGINS": PLUGINS,
         "COURTYARD_ENV": "test",
+        "PYTHONPATH": str(PROJECT_ROOT),
     }
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def serving(database_url: str, cwd: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`courtyard serve` on a free local port, its stderr (and stdout) going to `log`;
-    terminated (killed if it will not stop) however the block ends."""
-    port = free_port()
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("COURTYARD_") and key != "PYTHONPATH"
-    }
-    environ.update(server_environment(database_url), PYTHONPATH=str(PROJECT_ROOT))
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [str(COURTYARD), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=cwd,
-            env=environ,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            yield f"http://127.0.0.1:{port}", process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_DEADLINE)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_DEADLINE)
-
-
-def server_output(log: Path) -> str:
-    """What `courtyard serve` has printed so far (stdout and stderr), for failure messages."""
-    return log.read_text()
-
-
-async def wait_until_live(base_url: str, process: subprocess.Popen[str], log: Path) -> None:
-    """Poll /health/live until it answers 200; fail (with the server's output) when the
-    process exits or the deadline passes first."""
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(
-                    f"courtyard serve exited with {process.returncode}:\n{server_output(log)}"
-                )
-            try:
-                if (await client.get("/health/live")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass  # not listening yet
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"courtyard serve did not answer within {STARTUP_DEADLINE:g}s:\n"
-                    f"{server_output(log)}"
-                )
-            await asyncio.sleep(0.1)
 
 
 async def sign_in_life_cycle(client: httpx.AsyncClient) -> None:
@@ -146,7 +73,7 @@ async def test_a_user_signs_up_refreshes_and_logs_out_against_a_running_server(
     assert "up to date: user, auth" in migrated.stdout, migrated.stdout
     log = tmp_path / "serve.log"
 
-    with serving(database_url, tmp_path, log) as (base_url, process):
+    with serving(server_environment(database_url), tmp_path, log) as (base_url, process):
         await wait_until_live(base_url, process, log)
         async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
             try:

@@ -4,7 +4,6 @@ a client-side helper that uploads the way a browser or mobile app would."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import AppFactory
+from tests.support.served import free_port
 
 UPLOADS = "/api/v1/uploads"
 AUTH = "/api/v1/auth"
@@ -33,12 +33,6 @@ S3_KEY_ID = "testing-key"
 S3_SECRET = "testing-secret"
 S3_REGION = "us-east-1"
 SENT = (200, 201, 204)  # what the local PUT (204) and a presigned POST to S3 answer
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -73,7 +67,7 @@ class S3Server:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """moto's standalone S3 server on a free port, for the whole run."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

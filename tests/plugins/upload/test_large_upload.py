@@ -13,23 +13,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.plugins.auth.test_end_to_end import (
-    STOP_DEADLINE,
-    free_port,
-    server_output,
-    wait_until_live,
-)
 from tests.plugins.upload.conftest import AUTH, PASSWORD, PLUGINS, UPLOADS
-from tests.support.courtyard_cli import COURTYARD, PROJECT_ROOT, run_courtyard
+from tests.support.courtyard_cli import PROJECT_ROOT, run_courtyard
+from tests.support.served import server_output, serving, wait_until_live
 
 MiB = 1024 * 1024
 SIZE = 100 * MiB  # the large upload
@@ -50,39 +43,6 @@ def server_environment(database_url: str, root: Path) -> dict[str, str]:
         "COURTYARD_UPLOAD__MAX_SIZE": str(MAX_SIZE),
         "PYTHONPATH": str(PROJECT_ROOT),
     }
-
-
-@contextmanager
-def serving(
-    environment: dict[str, str], cwd: Path, log: Path
-) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`courtyard serve` on a free port with `environment` (and no other COURTYARD_*
-    setting), output to `log`; stopped however the block ends."""
-    port = free_port()
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("COURTYARD_") and key != "PYTHONPATH"
-    }
-    environ.update(environment)
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [str(COURTYARD), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=cwd,
-            env=environ,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            yield f"http://127.0.0.1:{port}", process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_DEADLINE)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_DEADLINE)
 
 
 def memory_of(pid: int) -> dict[str, int]:
