@@ -78,10 +78,11 @@ def check_undeclared_hooks(pm: pluggy.PluginManager) -> None:
 
 def implementations(pm: pluggy.PluginManager, hook_name: str) -> list[pluggy.HookImpl]:
     """The implementations of `hook_name` in plugin order (pluggy's own call order)."""
-    return _in_plugin_order(getattr(pm.hook, hook_name))
+    return in_plugin_order(getattr(pm.hook, hook_name))
 
 
-def _in_plugin_order(caller: pluggy.HookCaller) -> list[pluggy.HookImpl]:
+def in_plugin_order(caller: pluggy.HookCaller) -> list[pluggy.HookImpl]:
+    """The implementations of a hook in the order a hook call runs them."""
     # Plugins are registered in reverse order and pluggy lists the last registered first.
     return list(reversed(caller.get_hookimpls()))
 
@@ -122,7 +123,7 @@ async def emit(event: pluggy.HookCaller, **kwargs: Any) -> None:
     listener never undoes it. Call it after the commit, e.g.
     `session.after_commit(lambda: emit(hooks.note_created, note=dto))`.
     """
-    for impl in _in_plugin_order(event):
+    for impl in in_plugin_order(event):
         try:
             result = impl.function(**{name: kwargs[name] for name in impl.argnames})
             if inspect.isawaitable(result):
