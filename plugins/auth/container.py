@@ -1,13 +1,19 @@
+from typing import Any
+
 from dependency_injector import containers, providers
 
 from core.db import Database
 from core.settings import CoreSettings
+from plugins.auth.mail import Mailer, transport_from
+from plugins.auth.oauth.registry import ProviderRegistry
+from plugins.auth.oauth.service import OAuthService
 from plugins.auth.passwords import PasswordHasherService, PasswordPolicy
+from plugins.auth.recovery import AccountRecovery
 from plugins.auth.repository import revoked_sessions_loader
 from plugins.auth.revocation import RevokedSessions
 from plugins.auth.service import AuthService
 from plugins.auth.settings import AuthSettings
-from plugins.auth.throttle import LoginThrottle, open_storage
+from plugins.auth.throttle import ActionLimiter, LoginThrottle, open_storage
 from plugins.auth.tokens import AccessTokens, signing_key
 
 
@@ -17,6 +23,7 @@ class AuthContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=AuthSettings)
     core_settings = providers.Dependency(instance_of=CoreSettings)
     database = providers.Dependency(instance_of=Database)
+    hooks: providers.Dependency[Any] = providers.Dependency()
     user = providers.DependenciesContainer()
 
     signing_key = providers.Singleton(
@@ -43,4 +50,27 @@ class AuthContainer(containers.DeclarativeContainer):
         tokens=tokens,
         revoked=revoked,
         throttle=throttle,
+    )
+    mail_transport = providers.Singleton(
+        transport_from, settings=settings, env=core_settings.provided.env
+    )
+    mailer = providers.Singleton(Mailer, hooks=hooks, fallback=mail_transport)
+    mail_limiter = providers.Singleton(ActionLimiter, settings=settings, storage=rate_limit_storage)
+    recovery = providers.Singleton(
+        AccountRecovery,
+        settings=settings,
+        database=database,
+        directory=user.directory.provider,
+        auth=service,
+        mailer=mailer,
+        limiter=mail_limiter,
+    )
+    oauth_providers = providers.Singleton(ProviderRegistry, settings=settings)
+    oauth = providers.Singleton(
+        OAuthService,
+        settings=settings,
+        database=database,
+        directory=user.directory.provider,
+        auth=service,
+        providers=oauth_providers,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import typer
@@ -11,11 +12,14 @@ from limits.errors import StorageError
 
 from core.hookspecs import NotReady, ReadinessCheck, hookimpl
 from core.identity import Principal
+from core.mail import MailMessage
 from plugins.auth.cli import build_cli
 from plugins.auth.openapi import offer_password_flow
 from plugins.auth.passwords import common_passwords
 from plugins.auth.tokens import InvalidTokenError
 from plugins.user.api import User
+
+logger = logging.getLogger("courtyard.auth")
 
 
 class AuthHooks:
@@ -53,6 +57,15 @@ class AuthHooks:
         if changes.get("is_active") is False:
             await self.container.service().revoke_user_sessions(user.id)
 
+    @hookimpl(trylast=True)
+    async def deliver_mail(self, message: MailMessage) -> bool | None:
+        """The last resort for mail: this plugin's outbox or SMTP transport, if configured."""
+        transport = self.container.mail_transport()
+        if transport is None:
+            return None
+        await transport.send(message)
+        return True
+
     @hookimpl
     def register_commands(self) -> list[typer.Typer]:
         return [build_cli(self.container)]
@@ -77,3 +90,10 @@ class AuthHooks:
         # Loaded now, off the loop, so no request pays for them on the loop.
         await self.container.hasher().prepare()
         await asyncio.to_thread(common_passwords)
+        if self.container.settings().require_verified_email and not (
+            self.container.mailer().configured
+        ):
+            logger.warning(
+                "COURTYARD_AUTH__REQUIRE_VERIFIED_EMAIL is on but no mail is configured: "
+                "new accounts cannot verify their email, so they cannot sign in"
+            )

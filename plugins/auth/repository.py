@@ -5,12 +5,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import CursorResult, delete, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.db import Database
-from plugins.auth.models import AuthSession, Credential, RefreshToken
+from plugins.auth.models import (
+    ActionToken,
+    AuthSession,
+    Credential,
+    Identity,
+    OAuthFlow,
+    RefreshToken,
+)
 
 
 class AuthRepository:
@@ -47,7 +55,7 @@ class AuthRepository:
 
     # Sessions
 
-    async def add(self, *rows: AuthSession | RefreshToken) -> None:
+    async def add(self, *rows: AuthSession | RefreshToken | ActionToken) -> None:
         self.session.add_all(rows)
         await self.session.flush()
 
@@ -112,6 +120,23 @@ class AuthRepository:
         )
         return result.rowcount == 1
 
+    # Mailed single-use tokens (password reset, email verification)
+
+    async def action_token(self, token_hash: str, purpose: str) -> ActionToken | None:
+        stmt = select(ActionToken).where(
+            col(ActionToken.token_hash) == token_hash, col(ActionToken.purpose) == purpose
+        )
+        return (await self.session.exec(stmt)).first()
+
+    async def spend_action_token(self, token_id: str, now: datetime) -> bool:
+        """Use the token once; True for the one caller that did (as `spend`)."""
+        result: CursorResult[tuple[()]] = await self.session.exec(  # type: ignore[call-overload]
+            update(ActionToken)
+            .where(col(ActionToken.id) == token_id, col(ActionToken.used_at).is_(None))
+            .values(used_at=now)
+        )
+        return result.rowcount == 1
+
 
 def revoked_sessions_loader(database: Database) -> Callable[[datetime], Awaitable[list[str]]]:
     """What `RevokedSessions` reloads with: recent revocations, read from the primary."""
@@ -121,3 +146,78 @@ def revoked_sessions_loader(database: Database) -> Callable[[datetime], Awaitabl
             return list(await AuthRepository(session).revoked_since(since))
 
     return load
+
+
+class IdentityRepository:
+    """Every query on `auth_identity` and `auth_oauth_flow` (OAuth sign-in)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # Flows in progress
+
+    async def add_flow(self, flow: OAuthFlow) -> None:
+        self.session.add(flow)
+        await self.session.flush()
+
+    async def flow(self, state_hash: str) -> OAuthFlow | None:
+        stmt = select(OAuthFlow).where(col(OAuthFlow.state_hash) == state_hash)
+        return (await self.session.exec(stmt)).first()
+
+    async def spend_flow(self, flow_id: str, now: datetime) -> bool:
+        """Use the flow once, if it is unused and unexpired; True for the one caller that
+        did (one conditional UPDATE, as `AuthRepository.spend`)."""
+        result: CursorResult[tuple[()]] = await self.session.exec(  # type: ignore[call-overload]
+            update(OAuthFlow)
+            .where(
+                col(OAuthFlow.id) == flow_id,
+                col(OAuthFlow.used_at).is_(None),
+                col(OAuthFlow.expires_at) > now,
+            )
+            .values(used_at=now)
+        )
+        return result.rowcount == 1
+
+    async def purge_flows(self, before: datetime) -> None:
+        """Forget the flows that expired before `before` (used or not)."""
+        await self.session.exec(delete(OAuthFlow).where(col(OAuthFlow.expires_at) < before))  # type: ignore[call-overload]
+
+    # Linked identities
+
+    async def by_subject(self, provider: str, subject: str) -> Identity | None:
+        stmt = select(Identity).where(
+            col(Identity.provider) == provider, col(Identity.subject) == subject
+        )
+        return (await self.session.exec(stmt)).first()
+
+    async def add_identity(self, identity: Identity) -> bool:
+        """Store the link; False (and nothing stored) when the provider account is linked
+        already, by a concurrent sign-in that won the unique (provider, subject)."""
+        try:
+            async with self.session.begin_nested():
+                self.session.add(identity)
+        except IntegrityError:
+            return False
+        return True
+
+    async def touch(self, identity_id: str, now: datetime) -> None:
+        await self.session.exec(
+            update(Identity).where(col(Identity.id) == identity_id).values(last_used_at=now)
+        )
+
+    async def of_user(self, user_id: str, *, limit: int, cursor: str | None) -> list[Identity]:
+        """Up to `limit + 1` identities of the user, oldest first, after `cursor`."""
+        stmt = select(Identity).where(col(Identity.user_id) == user_id)
+        if cursor is not None:
+            stmt = stmt.where(col(Identity.id) > cursor)
+        stmt = stmt.order_by(col(Identity.id)).limit(limit + 1)
+        return list((await self.session.exec(stmt)).all())
+
+    async def lock_all_of_user(self, user_id: str) -> list[Identity]:
+        """Every identity of the user, row-locked until the transaction ends: two unlinks
+        at once cannot each leave the other as the account's last way in."""
+        stmt = select(Identity).where(col(Identity.user_id) == user_id).with_for_update()
+        return list((await self.session.exec(stmt)).all())
+
+    async def remove(self, identity_id: str) -> None:
+        await self.session.exec(delete(Identity).where(col(Identity.id) == identity_id))  # type: ignore[call-overload]

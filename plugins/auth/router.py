@@ -5,13 +5,16 @@ No `from __future__ import annotations` here: FastAPI must see the route signatu
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
 from core.db import Page, PageParams, page_params
 from core.errors import NotFoundError, problem_responses
 from core.identity import CurrentPrincipal
+from plugins.auth.oauth.routes import add_oauth_routes
+from plugins.auth.recovery_routes import add_recovery_routes, after_response
 from plugins.auth.schemas import (
+    AccountCreated,
     LoginRequest,
     PasswordChange,
     RefreshRequest,
@@ -42,13 +45,24 @@ def build_router(container: Any) -> APIRouter:
     ClientInfo = Annotated[Client, Depends(client_of)]
 
     @router.post(
-        "/signup", status_code=201, response_model=SignedIn, responses=problem_responses(409)
+        "/signup",
+        status_code=201,
+        response_model=SignedIn | AccountCreated,
+        responses=problem_responses(409),
     )
-    async def signup(data: SignupRequest, auth: Auth, client: ClientInfo) -> SignedIn:
-        """Create an account and sign it in; 409 when the email is taken."""
-        return await auth.signup(data.email, data.password, data.name, client)
+    async def signup(
+        data: SignupRequest, auth: Auth, client: ClientInfo, tasks: BackgroundTasks
+    ) -> SignedIn | AccountCreated:
+        """Create an account and sign it in; 409 when the email is taken. When mail is
+        configured a verification mail follows; when verified emails are required the
+        answer is the account alone (`verification_required`), to sign in once verified."""
+        created = await auth.signup(data.email, data.password, data.name, client)
+        recovery = container.recovery()
+        if recovery.mailer.configured:
+            after_response(tasks, lambda: recovery.request_verification(created.user.id))
+        return created
 
-    @router.post("/login", response_model=SignedIn, responses=problem_responses(401, 429))
+    @router.post("/login", response_model=SignedIn, responses=problem_responses(401, 403, 429))
     async def login(data: LoginRequest, auth: Auth, client: ClientInfo) -> SignedIn:
         """Sign in with email and password. Every failure is the same 401."""
         return await auth.login(data.email, data.password, client)
@@ -57,7 +71,7 @@ def build_router(container: Any) -> APIRouter:
         "/token",
         name="auth_token",
         response_model=SignedIn,
-        responses=problem_responses(401, 429),
+        responses=problem_responses(401, 403, 429),
     )
     async def token(
         form: Annotated[OAuth2PasswordRequestForm, Depends()], auth: Auth, client: ClientInfo
@@ -119,4 +133,6 @@ def build_router(container: Any) -> APIRouter:
             )
         return keys  # type: ignore[no-any-return]
 
+    add_recovery_routes(router, container)
+    add_oauth_routes(router, container)
     return router

@@ -16,6 +16,9 @@ Password = Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH_LIM
 Email = Annotated[str, Field(min_length=1, max_length=EMAIL_MAX_LENGTH)]
 # Generous: a client that sends its access token by mistake gets a 401, not a 422.
 RefreshTokenValue = Annotated[str, Field(min_length=1, max_length=4096)]
+# A mailed token: any non-empty string up to 512 characters; a wrong one is a 400
+# `auth.invalid_token` (an empty or longer one, a 422 naming `token`).
+OpaqueToken = Annotated[str, Field(min_length=1, max_length=512)]
 
 
 class _Input(BaseModel):
@@ -54,6 +57,27 @@ class Tokens(BaseModel):
 
 class SignedIn(Tokens):
     user: User
+
+
+class AccountCreated(BaseModel):
+    """The account exists but is not signed in: verify the email (a mail is on its way),
+    then sign in. Answered by signup when verified emails are required."""
+
+    user: User
+    verification_required: Literal[True] = True
+
+
+class ResetRequest(_Input):
+    email: Email
+
+
+class ResetConfirm(_Input):
+    token: OpaqueToken
+    new_password: Password
+
+
+class VerifyConfirm(_Input):
+    token: OpaqueToken
 
 
 class SessionInfo(BaseModel):

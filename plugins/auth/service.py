@@ -10,7 +10,7 @@ the in-process revocation set only after they have committed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,15 +27,16 @@ from plugins.auth.models import (
 from plugins.auth.passwords import PasswordHasherService, PasswordPolicy
 from plugins.auth.repository import AuthRepository
 from plugins.auth.revocation import RevokedSessions
-from plugins.auth.schemas import SessionInfo, SignedIn, Tokens
+from plugins.auth.schemas import AccountCreated, SessionInfo, SignedIn, Tokens
 from plugins.auth.settings import AuthSettings
 from plugins.auth.throttle import LoginThrottle
-from plugins.auth.tokens import AccessTokens, new_refresh_token, refresh_token_hash
+from plugins.auth.tokens import AccessTokens, new_opaque_token, opaque_token_hash
 from plugins.user.api import User, UserDirectory
 
 logger = logging.getLogger("courtyard.auth")
 
 DirectoryFactory = Callable[..., UserDirectory]
+CredentialCheck = Callable[[AppSession, Credential | None], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +83,11 @@ class AuthService:
 
     # Signing in
 
-    async def signup(self, email: str, password: str, name: str, client: Client) -> SignedIn:
-        """A new account with its password and a first session; 409 when the email is taken."""
+    async def signup(
+        self, email: str, password: str, name: str, client: Client
+    ) -> SignedIn | AccountCreated:
+        """A new account with its password and a first session; 409 when the email is taken.
+        When verified emails are required, no session: the account signs in once verified."""
         self.policy.check(password)
         password_hash = await self.hasher.hash(password)
         async with self.database.write_sessions() as session:
@@ -91,8 +95,12 @@ class AuthService:
             await AuthRepository(session).store_password(
                 user.id, password_hash, utcnow(), locked=None
             )
-            tokens = await self._open_session(session, user, client)
+            tokens = None
+            if not self.settings.require_verified_email:
+                tokens = await self._open_session(session, user, client)
             await session.commit()
+        if tokens is None:
+            return AccountCreated(user=user)
         return SignedIn(user=user, **tokens.model_dump())
 
     async def login(self, email: str, password: str, client: Client) -> SignedIn:
@@ -108,6 +116,12 @@ class AuthService:
             ok = await self.hasher.verify(credential.password_hash, password)
         if not ok or user is None or credential is None or not user.is_active:
             raise invalid_credentials()
+        if self.settings.require_verified_email and not user.email_verified:
+            # Only after the password proved the caller owns the account, so this tells a
+            # stranger nothing.
+            raise ForbiddenError(
+                "Verify your email address before signing in", code="auth.email_not_verified"
+            )
         rehashed = None
         if self.hasher.needs_rehash(credential.password_hash):
             rehashed = await self.hasher.hash(password)
@@ -138,7 +152,7 @@ class AuthService:
         now = utcnow()
         async with self.database.write_sessions() as session:
             repo = AuthRepository(session)
-            token = await repo.refresh_token(refresh_token_hash(refresh_token))
+            token = await repo.refresh_token(opaque_token_hash(refresh_token))
             if token is None:
                 raise invalid_refresh_token()
             auth_session = await repo.get_session(token.session_id)
@@ -175,7 +189,7 @@ class AuthService:
         are ignored, as RFC 7009 asks: the answer says nothing about a token's validity."""
         async with self.database.write_sessions() as session:
             repo = AuthRepository(session)
-            token = await repo.refresh_token(refresh_token_hash(refresh_token))
+            token = await repo.refresh_token(opaque_token_hash(refresh_token))
             auth_session = await repo.get_session(token.session_id) if token else None
             if auth_session is not None:
                 await self._revoke(session, auth_session.user_id, only=auth_session.id)
@@ -251,6 +265,24 @@ class AuthService:
             user = await self.directory(session=session).get_by_email(email)
         return user, await self.revoke_user_sessions(user.id)
 
+    async def sign_in_user(self, session: AppSession, user_id: str, client: Client) -> SignedIn:
+        """A new session for an account proven by something other than its password (an
+        OAuth provider), opened in the caller's transaction, which the caller commits.
+
+        The same rules and answers as `login` once the password is right: 401 for an account
+        that is not active (read again under the lock that revoking its sessions takes, as
+        `login` does), 403 when verified emails are required and this one is not."""
+        await AuthRepository(session).lock_credential(user_id)
+        user = await self.directory(session=session).active_account(user_id)
+        if user is None:
+            raise invalid_credentials()
+        if self.settings.require_verified_email and not user.email_verified:
+            raise ForbiddenError(
+                "Verify your email address before signing in", code="auth.email_not_verified"
+            )
+        tokens = await self._open_session(session, user, client)
+        return SignedIn(user=user, **tokens.model_dump())
+
     # Internals
 
     async def _account(
@@ -272,11 +304,13 @@ class AuthService:
         *,
         keep: str | None,
         unless_changed_since: Credential | None = None,
+        check: CredentialCheck | None = None,
     ) -> None:
         """Store the new hash and revoke the sessions (all but `keep`). With
         `unless_changed_since` (the credential the caller's current password was checked
         against), refuse if the password changed meanwhile: of two changes at once, the
-        second must not silently replace the first."""
+        second must not silently replace the first. `check` runs on the locked credential
+        in the same transaction and raises to refuse (a reset token's binding and spend)."""
         async with self.database.write_sessions() as session:
             repo = AuthRepository(session)
             stored = await repo.lock_credential(user_id)
@@ -284,9 +318,18 @@ class AuthService:
                 stored is None or stored.changed_at != unless_changed_since.changed_at
             ):
                 raise _wrong_password()
+            if check is not None:
+                await check(session, stored)
             await repo.store_password(user_id, password_hash, utcnow(), locked=stored)
             await self._revoke(session, user_id, keep=keep)
             await session.commit()
+
+    async def reset_password(self, user_id: str, password: str, check: CredentialCheck) -> None:
+        """Set a new password for a proven reset: `check` (run on the locked credential, in
+        the transaction) refuses by raising. Every session of the user ends."""
+        self.policy.check(password, field="new_password")
+        password_hash = await self.hasher.hash(password)
+        await self._set_password(user_id, password_hash, keep=None, check=check)
 
     async def _open_session(self, session: AppSession, user: User, client: Client) -> Tokens:
         now = utcnow()
@@ -303,9 +346,9 @@ class AuthService:
         return self._tokens(user, auth_session, secret)
 
     def _refresh_token_for(self, session_id: str, now: datetime) -> tuple[str, RefreshToken]:
-        secret = new_refresh_token()
+        secret = new_opaque_token()
         row = RefreshToken(
-            session_id=session_id, token_hash=refresh_token_hash(secret), issued_at=now
+            session_id=session_id, token_hash=opaque_token_hash(secret), issued_at=now
         )
         return secret, row
 

@@ -1,9 +1,20 @@
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 from limits import parse
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from core.settings import PluginSettings
+from plugins.auth.oauth.config import (
+    OAuthProviderConfig,
+    check_url,
+    parse_allowlist,
+    parse_providers,
+)
+from plugins.auth.smtp_url import parse_smtp_url
 
 OWASP_ARGON2_MEMORY_KIB = 19456  # OWASP Password Storage Cheat Sheet: m=19 MiB, t=2, p=1
 OWASP_ARGON2_TIME_COST = 2
@@ -62,6 +73,39 @@ class AuthSettings(PluginSettings):
     login_limit_per_ip: str = Field(
         "100/minute", description="Sign-in attempts per client IP per window."
     )
+    mail_limit_per_account: str = Field(
+        "5/hour",
+        description="Password-reset and verification mails per account per window (each "
+        "kind counted apart); more requests still get 202 but send nothing.",
+    )
+    password_reset_ttl: int = Field(3600, ge=300, le=86400, description="Reset token life, s.")
+    verify_email_ttl: int = Field(
+        86400, ge=3600, le=30 * 86400, description="Email verification token life, s."
+    )
+    require_verified_email: bool = Field(
+        False, description="Refuse sign-in (403) until the account's email is verified."
+    )
+    frontend_url: str | None = Field(
+        None,
+        description="Base URL of the front end: mails link to <url>/reset-password?token=… "
+        "and <url>/verify-email?token=…. Unset: mails carry the token and the API to send "
+        "it to.",
+    )
+    mail_from: str = Field(
+        "Courtyard <no-reply@localhost>", min_length=3, description="Sender of every mail."
+    )
+    mail_outbox: Path | None = Field(
+        None,
+        description="Folder the development transport writes each mail to (and logs it). "
+        "Unset: ./var/mail in development, off otherwise.",
+    )
+    smtp_url: SecretStr | None = Field(
+        None,
+        description="smtp://[user:password@]host[:port] (STARTTLS when the server offers "
+        "it, required when a user is given), smtp+starttls://… (STARTTLS required) or "
+        "smtps://… (TLS from the start).",
+    )
+    smtp_timeout: float = Field(10.0, gt=0, le=120, description="Seconds per SMTP exchange.")
 
     @field_validator("rate_limit_storage")
     @classmethod
@@ -70,7 +114,21 @@ class AuthSettings(PluginSettings):
             raise ValueError(f"use one of {', '.join(RATE_LIMIT_SCHEMES)}")
         return value
 
-    @field_validator("login_limit_per_account", "login_limit_per_ip")
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_smtp_url(value.get_secret_value())  # raises ValueError without the password
+        return value
+
+    @field_validator("frontend_url")
+    @classmethod
+    def _check_frontend(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/") if value else value
+
+    @field_validator("login_limit_per_account", "login_limit_per_ip", "mail_limit_per_account")
     @classmethod
     def _check_limit(cls, value: str) -> str:
         try:
@@ -78,3 +136,52 @@ class AuthSettings(PluginSettings):
         except ValueError:
             raise ValueError("expected a rate such as '10/minute' or '100/hour'") from None
         return value
+
+    # Sign-in with OAuth 2.0 / OpenID Connect providers (docs/plugins/auth-oauth.md)
+
+    oauth_providers: Annotated[dict[str, OAuthProviderConfig], NoDecode] = Field(
+        default_factory=dict,
+        description="Sign-in providers by name (the URL segment): a JSON object such as "
+        '{"acme": {"kind": "oidc", "issuer": "https://id.acme.example", "client_id": "…", '
+        '"client_secret": "…"}} or {"github": {"kind": "github", "client_id": "…", '
+        '"client_secret": "…"}}. Empty: OAuth sign-in is off.',
+    )
+    oauth_redirect_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Front-end URLs a finished OAuth sign-in may redirect to (tokens in the "
+        "#fragment): exact URLs, or prefixes ending in '/'. JSON list or comma-separated.",
+    )
+    oauth_callback_base_url: str | None = Field(
+        None,
+        description="Public base URL of this API as providers redirect to it (e.g. "
+        "https://api.example.com); the callback is <base>/api/v1/auth/oauth/<name>/callback. "
+        "Unset: taken from each request (right behind a proxy only with --proxy-headers).",
+    )
+    oauth_flow_ttl: int = Field(
+        600, ge=60, le=3600, description="Seconds an OAuth sign-in may take, authorize to callback."
+    )
+    oauth_http_timeout: float = Field(
+        10.0, gt=0, le=60, description="Seconds per request to an OAuth provider."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_oauth_providers(cls, data: Any) -> Any:
+        # Model-level, so the error carries no input value: a client secret may sit beside
+        # the mistake, and the message must never echo it.
+        if isinstance(data, dict) and "oauth_providers" in data:
+            try:
+                data = {**data, "oauth_providers": parse_providers(data["oauth_providers"])}
+            except ValueError as exc:
+                raise ValueError(f"COURTYARD_AUTH__OAUTH_PROVIDERS: {exc}") from None
+        return data
+
+    @field_validator("oauth_redirect_allowlist", mode="before")
+    @classmethod
+    def _check_allowlist(cls, value: Any) -> list[str]:
+        return parse_allowlist(value)
+
+    @field_validator("oauth_callback_base_url")
+    @classmethod
+    def _check_callback_base(cls, value: str | None) -> str | None:
+        return check_url(value, what="the URL").rstrip("/") if value is not None else None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import math
 import time
 
@@ -30,6 +31,8 @@ from core.errors import ServiceUnavailableError, TooManyRequestsError
 from plugins.auth.settings import AuthSettings
 
 _NAMESPACE = "courtyard-auth-login"
+_MAIL_NAMESPACE = "courtyard-auth-mail"
+logger = logging.getLogger("courtyard.auth")
 
 
 def open_storage(url: str) -> Storage:
@@ -73,11 +76,33 @@ class LoginThrottle:
             raise _unavailable(exc) from None
 
     def _keys(self, account: str, ip: str | None) -> list[tuple[RateLimitItem, str]]:
-        hashed = hashlib.sha256(account.strip().lower().encode("utf-8", "replace")).hexdigest()
-        keys = [(self._per_account, f"account:{hashed}")]
+        keys = [(self._per_account, f"account:{account_key(account)}")]
         if ip:
             keys.append((self._per_ip, f"ip:{client_network(ip)}"))
         return keys
+
+
+class ActionLimiter:
+    """How often one account may be mailed a reset or verification link. Over the limit a
+    request is quietly dropped (it already answered 202): a bound on mail flooding, not an
+    error."""
+
+    def __init__(self, settings: AuthSettings, storage: Storage) -> None:
+        self._limiter = MovingWindowRateLimiter(storage)
+        self._limit: RateLimitItem = parse(settings.mail_limit_per_account)
+
+    async def allow(self, action: str, account: str) -> bool:
+        key = f"{action}:{account_key(account)}"
+        try:
+            return bool(await self._limiter.hit(self._limit, _MAIL_NAMESPACE, key))
+        except StorageError as exc:
+            logger.warning("rate-limit storage unreachable (%s); mail not sent", exc)
+            return False
+
+
+def account_key(account: str) -> str:
+    """An account as the storage knows it: a hash of the email as typed, lower-cased."""
+    return hashlib.sha256(account.strip().lower().encode("utf-8", "replace")).hexdigest()
 
 
 def client_network(ip: str) -> str:

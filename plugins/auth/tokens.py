@@ -164,15 +164,16 @@ class AccessTokens:
         return {"keys": [self.key.public_jwk]} if self.key.public_jwk else None
 
 
-REFRESH_TOKEN_BYTES = 32  # 256 bits of randomness
+OPAQUE_TOKEN_BYTES = 32  # 256 bits of randomness
 
 
-def new_refresh_token() -> str:
-    """An opaque refresh token: 256 random bits, URL-safe. Only its hash is ever stored."""
-    return secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+def new_opaque_token() -> str:
+    """An opaque token (a refresh token, a reset link's token): 256 random bits, URL-safe.
+    Only its hash is ever stored."""
+    return secrets.token_urlsafe(OPAQUE_TOKEN_BYTES)
 
 
-def refresh_token_hash(token: str) -> str:
-    """What the database keeps of a refresh token (SHA-256, hex). A plain hash suffices:
+def opaque_token_hash(token: str) -> str:
+    """What the database keeps of an opaque token (SHA-256, hex). A plain hash suffices:
     the token is 256 random bits, so nothing can be guessed or precomputed from it."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()

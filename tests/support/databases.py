@@ -8,7 +8,7 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -82,3 +82,18 @@ def model_differences(
         return diffs, [str(w.message) for w in caught]
 
     return compare
+
+
+async def tables(url: str) -> set[str]:
+    """The names of the tables in the database at `url`."""
+    return set(await inspect_database(url, lambda c: inspect(c).get_table_names()))
+
+
+def column_kind(column_type: Any) -> tuple[str, int | None]:
+    """A reflected column type as the models declare it: (python type, string length)."""
+    python_type = column_type.python_type.__name__
+    if python_type == "datetime":
+        return "datetime", None
+    if python_type == "str":
+        return "string", column_type.length
+    return python_type, None

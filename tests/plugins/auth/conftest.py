@@ -146,3 +146,20 @@ async def auth(auth_app: AuthAppFactory) -> AsyncIterator[AuthApp]:
     """The app with default settings."""
     async with auth_app() as app:
         yield app
+
+
+@pytest.fixture
+def mail_server() -> Iterator[Any]:
+    """A real SMTP server (aiosmtpd) on a free 127.0.0.1 port, keeping what it receives:
+    a `tests.plugins.auth.mail_support.MailServer`."""
+    from tests.plugins.auth.mail_support import smtp_server
+
+    with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture
+async def mailing(auth_app: AuthAppFactory, mail_server: Any) -> AsyncIterator[AuthApp]:
+    """The app, mailing through the test's SMTP server (`mail_server`)."""
+    async with auth_app(smtp_url=mail_server.url()) as app:
+        yield app

@@ -28,11 +28,13 @@ from plugins.user import models as _user_models  # noqa: F401 - and the `user` t
 from tests.conftest import make_settings
 from tests.plugins.upload.conftest import PLUGINS, PNG, UPLOADS, UploadApp, UploadAppFactory
 from tests.support.databases import (
+    column_kind,
     execute,
     fetch,
     fresh_database,
     inspect_database,
     model_differences,
+    tables,
 )
 
 USER_REV = "9a7e5c310001"
@@ -76,26 +78,13 @@ async def branches(m: Migrator) -> dict[str, tuple[str | None, str | None]]:
     }
 
 
-async def tables(url: str) -> set[str]:
-    return set(await inspect_database(url, lambda c: inspect(c).get_table_names()))
-
-
-def _kind(column_type: Any) -> tuple[str, int | None]:
-    python_type = column_type.python_type.__name__
-    if python_type == "datetime":
-        return "datetime", None
-    if python_type == "str":
-        return "string", column_type.length
-    return python_type, None
-
-
 def _shape(connection: Connection) -> dict[str, Any]:
     """What SQLAlchemy reflects of `upload_file` that the model declares."""
     found = inspect(connection)
     columns = found.get_columns(TABLE)
     pk = found.get_pk_constraint(TABLE)
     return {
-        "columns": {c["name"]: (*_kind(c["type"]), bool(c["nullable"])) for c in columns},
+        "columns": {c["name"]: (*column_kind(c["type"]), bool(c["nullable"])) for c in columns},
         "types": {c["name"]: repr(c["type"]) for c in columns},
         "primary_key": (pk["name"], pk["constrained_columns"]),
         "foreign_keys": sorted(

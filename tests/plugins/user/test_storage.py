@@ -32,6 +32,7 @@ from tests.support.databases import (
     fresh_database,
     inspect_database,
     model_differences,
+    tables,
 )
 
 USER_REV = "9a7e5c310001"
@@ -73,10 +74,6 @@ INDEX_DEFINITIONS = {
 
 def backend(url: str) -> str:
     return make_url(url).get_backend_name()
-
-
-async def tables(url: str) -> set[str]:
-    return set(await inspect_database(url, lambda c: inspect(c).get_table_names()))
 
 
 async def index_definitions(url: str) -> dict[str, str]:

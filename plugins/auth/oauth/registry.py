@@ -1,0 +1,30 @@
+"""The configured providers by name, built on first use (nothing is fetched before)."""
+
+from __future__ import annotations
+
+from plugins.auth.oauth import errors
+from plugins.auth.oauth.oidc import OidcProvider
+from plugins.auth.oauth.providers import GitHubProvider, Provider
+from plugins.auth.settings import AuthSettings
+
+
+class ProviderRegistry:
+    def __init__(self, settings: AuthSettings) -> None:
+        self.settings = settings
+        self._built: dict[str, Provider] = {}
+
+    def names(self) -> list[str]:
+        return sorted(self.settings.oauth_providers)
+
+    def get(self, name: str) -> Provider:
+        """The provider called `name`; 404 `auth.oauth_unknown_provider` if none is."""
+        provider = self._built.get(name)
+        if provider is not None:
+            return provider
+        config = self.settings.oauth_providers.get(name)
+        if config is None:
+            raise errors.unknown_provider(name)
+        kind = OidcProvider if config.kind == "oidc" else GitHubProvider
+        provider = kind(name, config, self.settings.oauth_http_timeout)
+        self._built[name] = provider
+        return provider
