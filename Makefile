@@ -6,7 +6,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint fmt migrate clean
+.PHONY: install run test resilience lint fmt migrate clean bench
 
 install: $(STAMP)
 
@@ -27,6 +27,11 @@ migrate: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Fuzzing, database faults, races, graceful shutdown and a 60 s soak. With
+# COURTYARD_TEST_DATABASE_URL set (as CI does) the PostgreSQL-only parts run too.
+resilience: install
+	$(BIN)/python -m pytest -m resilience tests/resilience $(PYTEST_ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -36,6 +41,16 @@ lint: install
 fmt: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The benchmark (not a test, not run by CI): Courtyard vs a hand-written reference app and a
+# floor app on PostgreSQL, wrk as the load. BENCH_QUICK=1 for a 1-2 minute smoke run.
+# BENCH_POSTGRES=user@host:port picks the server (a database `courtyard_bench` is recreated).
+bench: install
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && apt-get install -y wrk; } \
+		|| { echo "make bench needs wrk: install it with your OS packages (apt-get install wrk)"; exit 2; }
+	@$(BIN)/python -c "import matplotlib" 2>/dev/null \
+		|| $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
+	$(BIN)/python -m bench.run $(if $(BENCH_QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/fixtures/build

@@ -20,7 +20,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from core.db.errors import is_database_unavailable, raised_by_database
+from core.db.errors import is_database_unavailable, is_lost_race, raised_by_database
 
 logger = logging.getLogger("courtyard.errors")
 
@@ -306,6 +306,8 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _unavailable_error(request: Request, exc: Exception) -> JSONResponse:
+    if is_lost_race(exc):
+        return _lost_race(request, exc)
     if not is_database_unavailable(exc):
         raise exc
     is_db = raised_by_database(exc)
@@ -326,6 +328,23 @@ async def _unavailable_error(request: Request, exc: Exception) -> JSONResponse:
             else "A service this request needs is unavailable; try again shortly"
         ),
         headers={"Retry-After": "5"},
+    )
+
+
+def _lost_race(request: Request, exc: Exception) -> JSONResponse:
+    """A transaction the database rolled back to break a deadlock or a serialization
+    conflict with a concurrent one: nothing was written, and sending it again succeeds."""
+    logger.warning(
+        "transaction rolled back by the database [request_id=%s]: %s",
+        request_id_of(request),
+        str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+    )
+    return problem_response(
+        request,
+        status=503,
+        code="core.database_busy",
+        detail="The request collided with a concurrent change and was undone; try again",
+        headers={"Retry-After": "1"},
     )
 
 

@@ -16,6 +16,11 @@ _SQLITE_UNAVAILABLE = ("unable to open", "database is locked", "disk I/O error")
 # statement timeout (57).
 _PG_UNAVAILABLE = ("08", "28", "3D", "53", "57")
 
+# PostgreSQL SQLSTATE class 40, transaction rollback: a serialization failure (40001) or a
+# deadlock (40P01). The transaction lost a race with another one and was rolled back; the
+# same request sent again succeeds.
+_PG_LOST_RACE = ("40",)
+
 _DRIVER_MODULES = ("sqlalchemy.", "asyncpg.", "aiosqlite.")
 
 
@@ -45,6 +50,15 @@ def is_database_unavailable(exc: BaseException) -> bool:
             return True
         return isinstance(exc.orig, OSError | TimeoutError | ConnectionError)
     return isinstance(exc, TimeoutError | ConnectionError | socket.gaierror)
+
+
+def is_lost_race(exc: BaseException) -> bool:
+    """True when the database rolled the transaction back to settle a race (deadlock,
+    serialization failure): not a bad query, and retrying is the cure."""
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    state = _sqlstate(exc.orig)
+    return state is not None and state.startswith(_PG_LOST_RACE)
 
 
 def raised_by_database(exc: BaseException) -> bool:

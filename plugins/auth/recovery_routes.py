@@ -53,7 +53,12 @@ def add_recovery_routes(router: APIRouter, container: Any) -> None:
 
     Recovery = Annotated[AccountRecovery, Depends(recovery)]
 
-    @router.post("/password-reset/request", status_code=202, response_model=Accepted)
+    @router.post(
+        "/password-reset/request",
+        status_code=202,
+        response_model=Accepted,
+        responses=problem_responses(400),
+    )
     async def request_password_reset(
         data: ResetRequest, tasks: BackgroundTasks, accounts: Recovery
     ) -> Accepted:

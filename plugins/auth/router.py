@@ -11,6 +11,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from core.db import Page, PageParams, page_params
 from core.errors import NotFoundError, problem_responses
 from core.identity import CurrentPrincipal
+from core.openapi_links import operation_link, with_links
 from plugins.auth.oauth.routes import add_oauth_routes
 from plugins.auth.recovery_routes import add_recovery_routes, after_response
 from plugins.auth.schemas import (
@@ -48,7 +49,21 @@ def build_router(container: Any) -> APIRouter:
         "/signup",
         status_code=201,
         response_model=SignedIn | AccountCreated,
-        responses=problem_responses(409),
+        responses=with_links(
+            problem_responses(400, 409),
+            201,
+            me=operation_link(
+                "get",
+                "/api/v1/users/me",
+                description="The new account, read with `Authorization: Bearer <access_token>`.",
+            ),
+            account=operation_link(
+                "get",
+                "/api/v1/users/{user_id}",
+                {"path.user_id": "$response.body#/user/id"},
+                description="The new account by its id.",
+            ),
+        ),
     )
     async def signup(
         data: SignupRequest, auth: Auth, client: ClientInfo, tasks: BackgroundTasks
@@ -62,7 +77,7 @@ def build_router(container: Any) -> APIRouter:
             after_response(tasks, lambda: recovery.request_verification(created.user.id))
         return created
 
-    @router.post("/login", response_model=SignedIn, responses=problem_responses(401, 403, 429))
+    @router.post("/login", response_model=SignedIn, responses=problem_responses(400, 401, 403, 429))
     async def login(data: LoginRequest, auth: Auth, client: ClientInfo) -> SignedIn:
         """Sign in with email and password. Every failure is the same 401."""
         return await auth.login(data.email, data.password, client)
@@ -71,7 +86,7 @@ def build_router(container: Any) -> APIRouter:
         "/token",
         name="auth_token",
         response_model=SignedIn,
-        responses=problem_responses(401, 403, 429),
+        responses=problem_responses(400, 401, 403, 429),
     )
     async def token(
         form: Annotated[OAuth2PasswordRequestForm, Depends()], auth: Auth, client: ClientInfo
@@ -80,19 +95,19 @@ def build_router(container: Any) -> APIRouter:
         Authorize button and OAuth2 clients. Same rules as `/login`."""
         return await auth.login(form.username, form.password, client)
 
-    @router.post("/refresh", response_model=Tokens, responses=problem_responses(401))
+    @router.post("/refresh", response_model=Tokens, responses=problem_responses(400, 401))
     async def refresh(data: RefreshRequest, auth: Auth) -> Tokens:
         """Trade a refresh token for a new pair. Each refresh token works once; using one
         twice ends its session."""
         return await auth.refresh(data.refresh_token)
 
-    @router.post("/logout", status_code=204)
+    @router.post("/logout", status_code=204, responses=problem_responses(400))
     async def logout(data: RefreshRequest, auth: Auth) -> Response:
         """End the session the refresh token belongs to; its access tokens stop working."""
         await auth.logout(data.refresh_token)
         return Response(status_code=204)
 
-    @router.post("/password", status_code=204, responses=problem_responses(401, 403, 429))
+    @router.post("/password", status_code=204, responses=problem_responses(400, 401, 403, 429))
     async def change_password(
         data: PasswordChange, principal: CurrentPrincipal, auth: Auth, client: ClientInfo
     ) -> Response:

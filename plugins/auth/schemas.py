@@ -7,13 +7,19 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from plugins.auth.settings import PASSWORD_MAX_LENGTH_LIMIT
+from plugins.auth.settings import PASSWORD_MAX_LENGTH_LIMIT, PASSWORD_MIN_LENGTH_FLOOR
 from plugins.user.api import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH, User
 
 # The configured limits are checked by the service (422 naming the field); these bounds only
 # stop absurd bodies before that.
 Password = Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH_LIMIT)]
+# A password being set: none shorter than the floor of `password_min_length` is ever taken.
+NewPassword = Annotated[
+    str, Field(min_length=PASSWORD_MIN_LENGTH_FLOOR, max_length=PASSWORD_MAX_LENGTH_LIMIT)
+]
 Email = Annotated[str, Field(min_length=1, max_length=EMAIL_MAX_LENGTH)]
+# An address an account is created with: the service checks it is a well-formed one.
+NewEmail = Annotated[Email, Field(json_schema_extra={"format": "email"})]
 # Generous: a client that sends its access token by mistake gets a 401, not a 422.
 RefreshTokenValue = Annotated[str, Field(min_length=1, max_length=4096)]
 # A mailed token: any non-empty string up to 512 characters; a wrong one is a 400
@@ -26,8 +32,8 @@ class _Input(BaseModel):
 
 
 class SignupRequest(_Input):
-    email: Email
-    password: Password
+    email: NewEmail
+    password: NewPassword
     name: Annotated[str, Field(min_length=1, max_length=NAME_MAX_LENGTH)]
 
 
@@ -42,7 +48,7 @@ class RefreshRequest(_Input):
 
 class PasswordChange(_Input):
     current_password: Password
-    new_password: Password
+    new_password: NewPassword
 
 
 class Tokens(BaseModel):
@@ -73,7 +79,7 @@ class ResetRequest(_Input):
 
 class ResetConfirm(_Input):
     token: OpaqueToken
-    new_password: Password
+    new_password: NewPassword
 
 
 class VerifyConfirm(_Input):

@@ -20,6 +20,7 @@ OWASP_ARGON2_MEMORY_KIB = 19456  # OWASP Password Storage Cheat Sheet: m=19 MiB,
 OWASP_ARGON2_TIME_COST = 2
 RATE_LIMIT_SCHEMES = ("memory://", "redis://", "rediss://")
 PASSWORD_MAX_LENGTH_LIMIT = 4096
+PASSWORD_MIN_LENGTH_FLOOR = 8  # NIST SP 800-63B: no deployment accepts shorter passwords
 
 
 class AuthSettings(PluginSettings):
@@ -53,7 +54,12 @@ class AuthSettings(PluginSettings):
         description="PEM Ed25519 or RSA private key: sign asymmetrically and publish the JWKS. "
         "Unset: HS256 with a key derived from COURTYARD_SECRET_KEY.",
     )
-    password_min_length: int = Field(8, ge=8, le=128, description="Shortest password accepted.")
+    password_min_length: int = Field(
+        PASSWORD_MIN_LENGTH_FLOOR,
+        ge=PASSWORD_MIN_LENGTH_FLOOR,
+        le=128,
+        description="Shortest password accepted.",
+    )
     password_max_length: int = Field(
         1024, ge=64, le=PASSWORD_MAX_LENGTH_LIMIT, description="Longest password accepted."
     )

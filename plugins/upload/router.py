@@ -14,13 +14,28 @@ from core.db.ids import ID_MAX_LENGTH
 from core.errors import problem_responses
 from core.identity import CurrentPrincipal
 from core.middleware import streams_request_body
+from core.openapi_links import operation_link, with_links
 from plugins.upload.filenames import content_disposition
 from plugins.upload.schemas import Status, Upload, UploadCreate, UploadGrant
 from plugins.upload.service import UploadService
 from plugins.upload.storage.base import ContentUrl
 
 CONTENT_ROUTE = "upload_content"
+UPLOADS_PATH = "/api/v1/uploads"  # where the core mounts this router (for OpenAPI links)
 _SIGNATURE_MAX_LENGTH = 128
+
+
+def _link(method: str, path: str, upload_id: str, description: str) -> dict[str, Any]:
+    """An OpenAPI link to the upload route at `path` (under /api/v1/uploads), for the
+    upload whose id is at the runtime expression `upload_id`."""
+    return operation_link(
+        method, f"{UPLOADS_PATH}{path}", {"path.upload_id": upload_id}, description=description
+    )
+
+
+_COMPLETE = "Confirm the bytes were sent."
+_READ = "The upload (with its download URL once ready)."
+_DELETE = "Delete the upload."
 
 
 def _content_url(request: Request) -> ContentUrl:
@@ -53,7 +68,13 @@ def build_router(container: Any) -> APIRouter:
         "",
         status_code=201,
         response_model=UploadGrant,
-        responses=problem_responses(401, 403, 409, 413, 415, 503),
+        responses=with_links(
+            problem_responses(400, 401, 403, 409, 413, 415, 503),
+            201,
+            complete=_link("post", "/{upload_id}/complete", "$response.body#/upload/id", _COMPLETE),
+            read=_link("get", "/{upload_id}", "$response.body#/upload/id", _READ),
+            delete=_link("delete", "/{upload_id}", "$response.body#/upload/id", _DELETE),
+        ),
     )
     async def create_upload(
         data: UploadCreate, request: Request, principal: CurrentPrincipal, uploads: Uploads
@@ -82,7 +103,16 @@ def build_router(container: Any) -> APIRouter:
         """The caller's uploads, newest first, one cursor page at a time."""
         return await uploads.list(principal, owner_id, status, page)
 
-    @router.get("/{upload_id}", response_model=Upload, responses=problem_responses(401, 404, 503))
+    @router.get(
+        "/{upload_id}",
+        response_model=Upload,
+        responses=with_links(
+            problem_responses(401, 404, 503),
+            200,
+            complete=_link("post", "/{upload_id}/complete", "$response.body#/id", _COMPLETE),
+            delete=_link("delete", "/{upload_id}", "$response.body#/id", _DELETE),
+        ),
+    )
     async def read_upload(
         upload_id: str, request: Request, principal: CurrentPrincipal, uploads: Uploads
     ) -> Upload:
@@ -93,7 +123,12 @@ def build_router(container: Any) -> APIRouter:
     @router.post(
         "/{upload_id}/complete",
         response_model=Upload,
-        responses=problem_responses(401, 404, 409, 503),
+        responses=with_links(
+            problem_responses(401, 404, 409, 503),
+            200,
+            read=_link("get", "/{upload_id}", "$response.body#/id", _READ),
+            delete=_link("delete", "/{upload_id}", "$response.body#/id", _DELETE),
+        ),
     )
     async def complete_upload(
         upload_id: str, principal: CurrentPrincipal, uploads: Uploads

@@ -12,8 +12,12 @@ from plugins.upload.filenames import clean_filename
 from plugins.upload.models import CONTENT_TYPE_MAX_LENGTH
 
 Status = Literal["pending", "ready"]
+SIZE_MAX = 2**63 - 1  # the size column is a signed 64-bit integer
 RAW_FILENAME_MAX_LENGTH = 1024  # longer names are refused; shorter ones are cleaned and capped
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
+# What is accepted before it is trimmed and lower-cased, as the OpenAPI document states it.
+_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*"  # a type or subtype (RFC 6838)
+CONTENT_TYPE_PATTERN = rf"^[ \t]*{_NAME}/{_NAME}[ \t]*$"
 
 
 def check_content_type(value: str) -> str:
@@ -26,7 +30,9 @@ def check_content_type(value: str) -> str:
 
 
 ContentType = Annotated[
-    StrictStr, Field(max_length=CONTENT_TYPE_MAX_LENGTH), AfterValidator(check_content_type)
+    StrictStr,
+    Field(max_length=CONTENT_TYPE_MAX_LENGTH, pattern=CONTENT_TYPE_PATTERN),
+    AfterValidator(check_content_type),
 ]
 Filename = Annotated[
     StrictStr,
@@ -42,7 +48,7 @@ class UploadCreate(BaseModel):
 
     filename: Filename = Field(description="The file's name as the user knows it.")
     content_type: ContentType = Field(description="The file's media type, e.g. image/png.")
-    size: StrictInt = Field(ge=0, description="The file's exact size in bytes.")
+    size: StrictInt = Field(ge=0, le=SIZE_MAX, description="The file's exact size in bytes.")
 
 
 class Upload(BaseModel):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, or_
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import ColumnElement, or_, text
 from sqlmodel import col, select
 
 from core.db import BaseRepository, Slice
@@ -12,6 +15,21 @@ from plugins.user.schemas import UserFilter
 
 class UserRepository(BaseRepository[UserRecord]):
     model = UserRecord
+
+    async def active_fields(self, user_id: str) -> Mapping[str, Any] | None:
+        """The columns of the live, active user `user_id` as a plain row, or None.
+
+        The hot path of every authenticated request (`check_principal`): a Core select,
+        so no ORM instance is built, tracked in the session and discarded again.
+        """
+        columns = [column for column in UserRecord.__table__.c]  # type: ignore[attr-defined]
+        stmt = select(*columns).where(
+            col(UserRecord.id) == user_id,
+            col(UserRecord.deleted_at).is_(None),
+            col(UserRecord.is_active).is_(True),
+        )
+        row = (await self.session.exec(stmt)).first()
+        return row._mapping if row is not None else None
 
     async def get_by_email(self, email: str) -> UserRecord | None:
         """The live user with `email`, compared case-insensitively (the unique index's rule)."""
@@ -42,9 +60,15 @@ class UserRepository(BaseRepository[UserRecord]):
         """Ids of the live, active admins, row-locked until the transaction ends.
 
         Two admins demoting each other at once serialise here, so one of them always
-        remains (PostgreSQL; SQLite serialises all writers anyway). Taken before any other
-        user row is locked, always in id order, so two such changes cannot deadlock.
+        remains (PostgreSQL; SQLite serialises all writers anyway). On PostgreSQL every
+        admin-changing transaction first takes one advisory lock: row locks alone, even in
+        id order, can deadlock (a row skipped because a concurrent demotion changed it is
+        locked later, out of order, as the target).
         """
+        if self.session.get_bind().dialect.name == "postgresql":
+            await self.session.exec(  # type: ignore[call-overload]
+                text("SELECT pg_advisory_xact_lock(hashtext('user.admins'))")
+            )
         stmt = (
             select(UserRecord.id)
             .where(

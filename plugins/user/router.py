@@ -59,7 +59,7 @@ def build_router(container: Any) -> APIRouter:
         async with container.database().read_sessions() as session:
             return await container.service(session=session).get(principal.user_id)  # type: ignore[no-any-return]
 
-    @router.patch("/me", response_model=User, responses=problem_responses(401))
+    @router.patch("/me", response_model=User, responses=problem_responses(400, 401))
     async def update_me(data: ProfileUpdate, principal: CurrentPrincipal, users: Writer) -> User:
         """Change the caller's profile. Role, status and email are not the caller's to set."""
         return await users.update(principal.user_id, data.changes())
@@ -83,7 +83,7 @@ def build_router(container: Any) -> APIRouter:
         return await users.list(where, page)
 
     @router.post(
-        "", status_code=201, response_model=User, responses=problem_responses(401, 403, 409)
+        "", status_code=201, response_model=User, responses=problem_responses(400, 401, 403, 409)
     )
     async def create_user(data: UserCreate, _: Admin, users: Writer) -> User:
         """Create an account (admins only); 409 when the email is in use."""
@@ -95,7 +95,7 @@ def build_router(container: Any) -> APIRouter:
         return await users.visible_to(principal, user_id)
 
     @router.patch(
-        "/{user_id}", response_model=User, responses=problem_responses(401, 403, 404, 409)
+        "/{user_id}", response_model=User, responses=problem_responses(400, 401, 403, 404, 409)
     )
     async def update_user(user_id: str, data: AdminUpdate, _: Admin, users: Writer) -> User:
         """Change a user's name, role or status (409 for the last active admin)."""

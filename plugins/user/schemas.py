@@ -47,8 +47,21 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _not_nullable(schema: dict[str, Any]) -> None:
+    """Fields of a patch are optional but not nullable: the document says so (typed
+    `X | None = None` only so that a field left out can be told from one that was sent)."""
+    for name, field in schema.get("properties", {}).items():
+        branches = field.get("anyOf", [])
+        kept = [branch for branch in branches if branch != {"type": "null"}]
+        if len(kept) == 1 and len(branches) == 2:
+            rest = {k: v for k, v in field.items() if k not in ("anyOf", "default")}
+            schema["properties"][name] = {**kept[0], **rest}
+
+
 class _Patch(_Input):
     """A partial update: a field left out stays as it is; `null` is refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_not_nullable)
 
     @field_validator("*", mode="before")
     @classmethod

@@ -61,8 +61,8 @@ class UserService:
         """The user if it exists, is live and active; None if it may not act."""
         if not is_valid_id(user_id, USER_ID_PREFIX):
             return None
-        record = await self.users.get(user_id)
-        return to_user(record) if record is not None and record.is_active else None
+        fields = await self.users.active_fields(user_id)
+        return User.model_validate(fields) if fields is not None else None
 
     async def list(self, where: UserFilter, page: PageParams) -> Page[User]:
         rows = await self.users.search(where, limit=page.limit, cursor=page.cursor)

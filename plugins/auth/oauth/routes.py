@@ -8,7 +8,7 @@ import re
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from core.db import Page, PageParams, page_params
@@ -33,6 +33,16 @@ _COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")
 # through a Referer.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache", "Referrer-Policy": "no-referrer"}
 CallbackParam = Annotated[str | None, Query(max_length=4096)]
+# `POST /identities/{provider}` links and `DELETE /identities/{id}` unlinks: one path, so
+# one parameter name in the OpenAPI document (two templates differing only in the name of
+# their parameter are the same path, which OpenAPI forbids).
+LinkedProvider = Annotated[
+    str, Path(alias="provider_or_id", description="POST: the provider to link an account of.")
+]
+LinkedIdentity = Annotated[
+    str,
+    Path(alias="provider_or_id", description="DELETE: the id of one of the caller's identities."),
+]
 
 
 def _client(request: Request) -> Client:
@@ -185,12 +195,12 @@ def add_oauth_routes(router: APIRouter, container: Any) -> None:
         return await service.identities(principal.user_id, page)
 
     @router.post(
-        "/identities/{provider}",
+        "/identities/{provider_or_id}",
         response_model=AuthorizationStarted,
         responses=problem_responses(400, 401, 404, 422, 502),
     )
     async def link_identity(
-        provider: str,
+        provider: LinkedProvider,
         principal: CurrentPrincipal,
         request: Request,
         service: OAuth,
@@ -208,10 +218,12 @@ def add_oauth_routes(router: APIRouter, container: Any) -> None:
         )
 
     @router.delete(
-        "/identities/{identity_id}", status_code=204, responses=problem_responses(401, 404, 409)
+        "/identities/{provider_or_id}",
+        status_code=204,
+        responses=problem_responses(401, 404, 409),
     )
     async def unlink_identity(
-        identity_id: str, principal: CurrentPrincipal, service: OAuth
+        identity_id: LinkedIdentity, principal: CurrentPrincipal, service: OAuth
     ) -> Response:
         """Unlink one of the caller's identities (another user's → 404); 409
         `auth.last_sign_in_method` when the account would have no way left to sign in."""

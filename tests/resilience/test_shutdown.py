@@ -1,0 +1,170 @@
+"""Graceful shutdown of `courtyard serve` under load: SIGTERM while requests are in flight.
+
+A deployment stops an instance with SIGTERM (rolling update, scale-in). Clients must see
+their in-flight requests answered normally, new connections refused or closed (never a
+500), the process must exit 0 soon after its last request, and every write it confirmed
+must be in the database. PostgreSQL only (see conftest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.resilience.conftest import (
+    AUTH,
+    ME,
+    PASSWORD,
+    app_backends,
+    bearer,
+    eventually,
+    holding,
+    live,
+    pg_rows,
+    served,
+    signed_up,
+)
+from tests.support.served import server_output
+
+pytestmark = [pytest.mark.resilience, pytest.mark.postgres]
+
+HELD = 3  # requests certainly in flight at SIGTERM: each waits on a row lock we hold
+WORKERS = 4  # clients sending signups and logins (argon2: tens of ms each) meanwhile
+EXIT_BOUND = 15.0  # seconds from the last in-flight request's end to the process's exit
+# What a client may see from a server that is going away: the connection refused, or
+# closed before an answer. Anything with a status code must be the normal answer.
+GONE = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+@dataclass
+class Traffic:
+    """What the stream of signups and logins saw: (sent at, answered at, outcome)."""
+
+    outcomes: list[tuple[float, float, str]] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)  # emails whose signup answered 201
+
+    def answered(self) -> int:
+        return sum(1 for *_, outcome in self.outcomes if outcome.isdigit())
+
+
+async def stream(base_url: str, worker: int, traffic: Traffic) -> None:
+    """Signups (new emails) and logins, one after another, until the server is gone."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        for n in range(10_000):
+            email = f"w{worker}-{n}@example.com"
+            sent = time.monotonic()
+            try:
+                if n % 2 == 0:
+                    response = await client.post(
+                        f"{AUTH}/signup", json={"email": email, "password": PASSWORD, "name": "W"}
+                    )
+                    expected = 201
+                else:
+                    response = await client.post(
+                        f"{AUTH}/login", json={"email": "login@example.com", "password": PASSWORD}
+                    )
+                    expected = 200
+            except GONE as exc:
+                traffic.outcomes.append((sent, time.monotonic(), type(exc).__name__))
+                return
+            traffic.outcomes.append((sent, time.monotonic(), str(response.status_code)))
+            assert response.status_code == expected, response.text
+            if expected == 201:
+                traffic.created.append(email)
+
+
+async def refused(base_url: str) -> str:
+    """What a new client gets now: the exception's name, or the status code."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=5) as client:
+        try:
+            return str((await client.get("/health/live")).status_code)
+        except GONE as exc:
+            return type(exc).__name__
+
+
+async def test_sigterm_answers_in_flight_requests_refuses_new_ones_and_exits_0(
+    pg_url: str, tmp_path: Path
+) -> None:
+    with served(pg_url, tmp_path) as (base_url, process, log):
+        await live(base_url, process, log)
+        async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+            held_user = await signed_up(client, "held@example.com")
+            await signed_up(client, "login@example.com")  # the stream's logins
+            lock = 'SELECT 1 FROM "user" WHERE id = $1 FOR UPDATE'
+            async with holding(pg_url, lock, held_user["user"]["id"]):
+                held = [
+                    asyncio.create_task(
+                        client.patch(ME, headers=bearer(held_user), json={"name": f"Held {n}"})
+                    )
+                    for n in range(HELD)
+                ]
+                await eventually(_waiting(pg_url, HELD), 10, "requests waiting on the lock")
+                traffic = Traffic()
+                workers = [
+                    asyncio.create_task(stream(base_url, w, traffic)) for w in range(WORKERS)
+                ]
+                await eventually(_after(traffic, 2 * WORKERS), 30, "the stream getting answers")
+
+                process.send_signal(signal.SIGTERM)
+                terminated = time.monotonic()
+                await asyncio.sleep(1.0)
+                # Draining: still running for the held requests, but taking no one new.
+                draining = process.poll()
+                probe = await refused(base_url)
+            released = time.monotonic()
+            answers = await asyncio.gather(*held)
+            await asyncio.gather(*workers)
+        exit_code = await asyncio.to_thread(process.wait, EXIT_BOUND + 10)
+        exited = time.monotonic()
+
+    output = server_output(log)
+    assert draining is None, output
+    assert probe in {"ConnectError", "RemoteProtocolError", "ReadError"}, probe
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["name"].startswith("Held")
+    for sent, answered, outcome in traffic.outcomes:
+        if not outcome.isdigit():  # only once the server was going away
+            assert answered >= terminated, (sent, answered, terminated, outcome)
+    # uvicorn (since 0.29) re-raises the signal it caught once shutdown is complete, so that
+    # a supervisor sees the process ended by the SIGTERM it sent (143 in a shell): that is
+    # the clean end here, as a 0 would be. Reported: make `courtyard serve` exit 0 instead?
+    assert exit_code in (0, -signal.SIGTERM), output
+    assert "Finished server process" in output, output
+    assert exited - released < EXIT_BOUND, output
+    assert "Application shutdown complete" in output, output
+    assert "Traceback" not in output, output
+
+    # Every confirmed write is stored; the engine was disposed: no connection left behind.
+    stored = {email for (email,) in await pg_rows(pg_url, 'SELECT email FROM "user"')}
+    assert set(traffic.created) <= stored
+    assert traffic.created, "no signup was answered before SIGTERM"
+    await eventually(_no_app_connections(pg_url), 5, "the app's connections closing")
+
+
+def _waiting(url: str, count: int) -> Any:
+    async def check() -> bool:
+        return sum(1 for _, wait, _ in await app_backends(url) if wait == "Lock") == count
+
+    return check
+
+
+def _after(traffic: Traffic, count: int) -> Any:
+    async def check() -> bool:
+        return traffic.answered() >= count
+
+    return check
+
+
+def _no_app_connections(url: str) -> Any:
+    async def check() -> bool:
+        return await app_backends(url) == []
+
+    return check
