@@ -97,3 +97,37 @@ def column_kind(column_type: Any) -> tuple[str, int | None]:
     if python_type == "str":
         return "string", column_type.length
     return python_type, None
+
+
+def reflected_shape(connection: Connection, table: str) -> dict[str, Any]:
+    """What SQLAlchemy reflects of `table` that a model declares: columns (kind, length,
+    nullability, type), primary key, foreign keys with their ON DELETE, unique
+    constraints and indexes."""
+    found = inspect(connection)
+    columns = found.get_columns(table)
+    pk = found.get_pk_constraint(table)
+    return {
+        "columns": {c["name"]: (*column_kind(c["type"]), bool(c["nullable"])) for c in columns},
+        "types": {c["name"]: repr(c["type"]) for c in columns},
+        "primary_key": (pk["name"], pk["constrained_columns"]),
+        "foreign_keys": sorted(
+            (
+                fk["name"],
+                fk["constrained_columns"],
+                fk["referred_table"],
+                fk["referred_columns"],
+                fk["options"].get("ondelete"),
+            )
+            for fk in found.get_foreign_keys(table)
+        ),
+        "uniques": sorted(
+            (u["name"], u["column_names"]) for u in found.get_unique_constraints(table)
+        ),
+        # PostgreSQL also lists the index behind each unique constraint: that one is
+        # already in "uniques".
+        "indexes": {
+            i["name"]: (i["column_names"], bool(i["unique"]))
+            for i in found.get_indexes(table)
+            if "duplicates_constraint" not in i
+        },
+    }

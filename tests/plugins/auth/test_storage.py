@@ -16,7 +16,7 @@ from typing import Any
 import jwt
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -30,12 +30,12 @@ from plugins.user import models as _user_models  # noqa: F401 - and the `user` t
 from tests.conftest import make_settings
 from tests.plugins.auth.conftest import PASSWORD, PLUGINS, AuthApp, AuthAppFactory
 from tests.support.databases import (
-    column_kind,
     execute,
     fetch,
     fresh_database,
     inspect_database,
     model_differences,
+    reflected_shape,
     tables,
 )
 
@@ -144,39 +144,7 @@ async def branches(m: Migrator) -> dict[str, tuple[str | None, str | None]]:
 
 def _auth_shape(connection: Connection) -> dict[str, Any]:
     """Everything SQLAlchemy reflects of the auth tables that the models declare."""
-    found = inspect(connection)
-    shape: dict[str, Any] = {}
-    for name in AUTH_TABLES:
-        pk = found.get_pk_constraint(name)
-        shape[name] = {
-            "columns": {
-                c["name"]: (*column_kind(c["type"]), bool(c["nullable"]))
-                for c in found.get_columns(name)
-            },
-            "types": {c["name"]: repr(c["type"]) for c in found.get_columns(name)},
-            "primary_key": (pk["name"], pk["constrained_columns"]),
-            "foreign_keys": sorted(
-                (
-                    fk["name"],
-                    fk["constrained_columns"],
-                    fk["referred_table"],
-                    fk["referred_columns"],
-                    fk["options"].get("ondelete"),
-                )
-                for fk in found.get_foreign_keys(name)
-            ),
-            "uniques": sorted(
-                (u["name"], u["column_names"]) for u in found.get_unique_constraints(name)
-            ),
-            # PostgreSQL also lists the index behind each unique constraint: that one is
-            # already in "uniques".
-            "indexes": {
-                i["name"]: (i["column_names"], bool(i["unique"]))
-                for i in found.get_indexes(name)
-                if "duplicates_constraint" not in i
-            },
-        }
-    return shape
+    return {name: reflected_shape(connection, name) for name in AUTH_TABLES}
 
 
 async def auth_shape(url: str) -> dict[str, Any]:

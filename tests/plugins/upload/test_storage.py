@@ -28,12 +28,12 @@ from plugins.user import models as _user_models  # noqa: F401 - and the `user` t
 from tests.conftest import make_settings
 from tests.plugins.upload.conftest import PLUGINS, PNG, UPLOADS, UploadApp, UploadAppFactory
 from tests.support.databases import (
-    column_kind,
     execute,
     fetch,
     fresh_database,
     inspect_database,
     model_differences,
+    reflected_shape,
     tables,
 )
 
@@ -80,33 +80,8 @@ async def branches(m: Migrator) -> dict[str, tuple[str | None, str | None]]:
 
 def _shape(connection: Connection) -> dict[str, Any]:
     """What SQLAlchemy reflects of `upload_file` that the model declares."""
-    found = inspect(connection)
-    columns = found.get_columns(TABLE)
-    pk = found.get_pk_constraint(TABLE)
-    return {
-        "columns": {c["name"]: (*column_kind(c["type"]), bool(c["nullable"])) for c in columns},
-        "types": {c["name"]: repr(c["type"]) for c in columns},
-        "primary_key": (pk["name"], pk["constrained_columns"]),
-        "foreign_keys": sorted(
-            (
-                fk["name"],
-                fk["constrained_columns"],
-                fk["referred_table"],
-                fk["referred_columns"],
-                fk["options"].get("ondelete"),
-            )
-            for fk in found.get_foreign_keys(TABLE)
-        ),
-        "uniques": sorted(
-            (u["name"], u["column_names"]) for u in found.get_unique_constraints(TABLE)
-        ),
-        "checks": sorted(c["name"] for c in found.get_check_constraints(TABLE)),
-        "indexes": {
-            i["name"]: (i["column_names"], bool(i["unique"]))
-            for i in found.get_indexes(TABLE)
-            if "duplicates_constraint" not in i
-        },
-    }
+    checks = inspect(connection).get_check_constraints(TABLE)
+    return reflected_shape(connection, TABLE) | {"checks": sorted(c["name"] for c in checks)}
 
 
 async def shape(url: str) -> dict[str, Any]:
