@@ -178,6 +178,20 @@ def request_id_of(request: Request) -> str | None:
     return request_id
 
 
+def instance_of(scope: Mapping[str, Any]) -> str | None:
+    """The request's path as the client sent it, without the query: a problem's `instance`.
+
+    Not the decoded `scope["path"]`: percent-decoding turns `%2F` into a separator and
+    `%0A` or `%00` into control characters. `raw_path` holds the bytes received (ASGI
+    strings are latin-1); some servers and test clients include the query in it.
+    """
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes):
+        return raw.partition(b"?")[0].decode("latin-1")
+    path = scope.get("path")
+    return path if isinstance(path, str) else None
+
+
 def problem_body(
     *,
     status: int,
@@ -214,7 +228,7 @@ def problem_response(
         status=status,
         code=code,
         detail=detail,
-        instance=request.url.path,
+        instance=instance_of(request.scope),
         request_id=request_id_of(request),
         extra=extra,
     )
@@ -271,15 +285,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
     detail = exc.detail if isinstance(exc.detail, str) else _title(status)
+    path = instance_of(request.scope)  # as sent: no control characters decoded into it
     if status == 404 and detail == "Not Found":
-        detail = f"No resource at {request.url.path}"
+        detail = f"No resource at {path}"
     headers = dict(exc.headers or {})
     if status == 405:
         allowed = _allowed_methods(request)
         if allowed:
             headers["Allow"] = ", ".join(allowed)
         if detail == "Method Not Allowed":
-            detail = f"Method {request.method} is not allowed on {request.url.path}"
+            detail = f"Method {request.method} is not allowed on {path}"
     return problem_response(
         request,
         status=status,

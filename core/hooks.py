@@ -15,8 +15,42 @@ from core.plugin import Plugin, PluginError
 logger = logging.getLogger("courtyard.events")
 
 
+class AsyncHookError(pluggy.PluginValidationError):
+    """An `async def` implementation of a hook whose result the core uses right away."""
+
+
+def must_be_plain(hook_name: str) -> bool:
+    """Whether implementations of `hook_name` must be plain functions.
+
+    The core's `register_*` hooks return collections that it iterates as soon as it calls
+    them, outside any event loop: a coroutine there is never awaited.
+    """
+    return hook_name.startswith("register_") and hasattr(hookspecs, hook_name)
+
+
+def plain_hook_message(hook_name: str) -> str:
+    return f"hook {hook_name} must be a plain function (it returns a list), not async"
+
+
+class _PluginManager(pluggy.PluginManager):
+    """pluggy's manager, refusing async implementations of the hooks that must be plain."""
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> pluggy.HookimplOpts | None:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is not None:
+            hook_name = opts.get("specname") or name
+            if must_be_plain(hook_name) and _is_async(inspect.getattr_static(plugin, name)):
+                raise AsyncHookError(plugin, plain_hook_message(hook_name))
+        return opts
+
+
+def _is_async(attribute: Any) -> bool:
+    function = getattr(attribute, "__func__", attribute)  # staticmethod, classmethod, bound
+    return inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)
+
+
 def new_plugin_manager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm = _PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     return pm
 
@@ -56,6 +90,8 @@ def register_hooks(pm: pluggy.PluginManager, plugin: Plugin, container: Any) -> 
             ) from exc
     try:
         pm.register(target, name=plugin.name)
+    except AsyncHookError as exc:
+        raise PluginError(f"plugin {plugin.name!r}: {exc}") from None
     except pluggy.PluginValidationError as exc:
         raise PluginError(
             f"plugin {plugin.name!r} has an invalid hook implementation: {exc}"
@@ -105,6 +141,33 @@ def call_each(
             function: Callable[..., Any] = impl.function
             results.append((impl.plugin_name, function(**{n: kwargs[n] for n in impl.argnames})))
     return results
+
+
+def collect(pm: pluggy.PluginManager, hook_name: str) -> list[tuple[str, list[Any]]]:
+    """Call the `register_*` hook `hook_name` plugin by plugin: (plugin, items) pairs.
+
+    Whatever goes wrong names the plugin: an implementation that raises (or whose result
+    cannot be iterated), or one that returns an awaitable. Registration already refuses an
+    `async def`; this catches a plain function that returns a coroutine all the same.
+    """
+    return [
+        (impl.plugin_name, _collect_one(impl, hook_name)) for impl in implementations(pm, hook_name)
+    ]
+
+
+def _collect_one(impl: pluggy.HookImpl, hook_name: str) -> list[Any]:
+    function: Callable[..., Any] = impl.function
+    try:
+        result = function()
+        if not inspect.isawaitable(result):
+            return [] if result is None else list(result)
+    except Exception as exc:
+        raise PluginError(
+            f"plugin {impl.plugin_name!r}: {hook_name} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    if inspect.iscoroutine(result):
+        result.close()  # never to be awaited: no "coroutine was never awaited" warning
+    raise PluginError(f"plugin {impl.plugin_name!r}: {plain_hook_message(hook_name)}")
 
 
 async def settle(results: Sequence[Any]) -> list[Any]:

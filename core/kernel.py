@@ -14,6 +14,7 @@ import pluggy
 
 from core import hooks
 from core.container import RootContainer, compose, plugin_container
+from core.hookspecs import ReadinessCheck
 from core.plugin import InstalledPlugin, Plugin, PluginError, discover, select_plugins
 from core.settings import CoreSettings, PluginSettings, load_plugin_settings
 from core.settings_check import check_unknown_settings
@@ -92,6 +93,33 @@ class Kernel:
     ) -> list[tuple[str, Any]]:
         """Call `hook_name` plugin by plugin in plugin order; (plugin, result) pairs."""
         return hooks.call_each(self.pm, hook_name, only=only, **kwargs)
+
+    def collect(self, hook_name: str) -> list[tuple[str, list[Any]]]:
+        """Call the `register_*` hook `hook_name`: (plugin, items) pairs, errors naming it."""
+        return hooks.collect(self.pm, hook_name)
+
+    def readiness_checks(self) -> list[ReadinessCheck]:
+        """The checks the enabled plugins register, each named `<plugin>.<check>`.
+
+        `/health/ready` reports checks by name, so one registered twice would hide the
+        other's outcome: that is refused, naming the plugin and the check.
+        """
+        checks: dict[str, ReadinessCheck] = {}
+        for plugin, items in self.collect("register_readiness_checks"):
+            for item in items:
+                if not isinstance(item, ReadinessCheck):
+                    raise PluginError(
+                        f"plugin {plugin!r}: register_readiness_checks returned a "
+                        f"{type(item).__name__}, not a core.hookspecs.ReadinessCheck"
+                    )
+                name = f"{plugin}.{item.name}"
+                if name in checks:
+                    raise PluginError(
+                        f"plugin {plugin!r}: readiness check {item.name!r} is registered "
+                        "more than once (give each check its own name)"
+                    )
+                checks[name] = ReadinessCheck(name, item.check)
+        return list(checks.values())
 
     def implementations(self, hook_name: str) -> list[Callable[..., Any]]:
         """The functions implementing `hook_name`, in plugin order."""

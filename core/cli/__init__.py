@@ -40,8 +40,13 @@ def build_cli(context: CliContext) -> typer.Typer:
     cli.add_typer(db_app)
     if context._kernel is not None:
         owners: dict[str, str] = {}
-        for name, result in context._kernel.call_each("register_commands"):
-            for group in result or []:
+        for name, groups in context._kernel.collect("register_commands"):
+            for group in groups:
+                if not isinstance(group, typer.Typer):
+                    raise ConfigurationError(
+                        f"plugin {name!r}: register_commands returned a "
+                        f"{type(group).__name__}, not a typer.Typer"
+                    )
                 group_name = group.info.name if isinstance(group.info.name, str) else name
                 if group_name in CORE_COMMANDS:
                     raise ConfigurationError(

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -31,6 +37,40 @@ def _log_config(level: str) -> dict[str, Any]:
     }
 
 
+# The signals uvicorn shuts down gracefully on (POSIX); SIGBREAK is Windows-only.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _clean_exit_on_stop() -> Iterator[None]:
+    """Make a stop asked for with SIGTERM or SIGINT end the process with status 0.
+
+    uvicorn catches these signals to shut down gracefully, then puts back the handlers it
+    found and raises the signal again (`uvicorn.Server.capture_signals`), so that SIGTERM's
+    default action kills the process: status 143 in a shell, which process managers take
+    for a failure. The handlers installed here are the ones it puts back, so that re-raised
+    signal exits 0 instead; uvicorn's own exits (1 or 3 when the server fails to start)
+    are untouched. A signal that comes before uvicorn took over exits 0 too: nothing had
+    started yet.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; uvicorn then sets none either
+        return
+    previous = {sig: signal.signal(sig, _exit_cleanly) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    """Exit 0, unless an exception is already on its way out: it tells how serving ended
+    (uvicorn raises the signal again even when the server then failed to start)."""
+    if sys.exception() is None:
+        raise SystemExit(0)
+
+
 def serve_command(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -45,13 +85,14 @@ def serve_command(
 
     cli: CliContext = ctx.obj
     create_app(cli.kernel.settings)  # fail here, with one line, on bad configuration
-    uvicorn.run(
-        "core.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        reload=reload,
-        log_config=_log_config(cli.kernel.settings.log_level),
-        proxy_headers=True,
-    )
+    with _clean_exit_on_stop():
+        uvicorn.run(
+            "core.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            reload=reload,
+            log_config=_log_config(cli.kernel.settings.log_level),
+            proxy_headers=True,
+        )

@@ -133,10 +133,7 @@ async def test_sigterm_answers_in_flight_requests_refuses_new_ones_and_exits_0(
     for sent, answered, outcome in traffic.outcomes:
         if not outcome.isdigit():  # only once the server was going away
             assert answered >= terminated, (sent, answered, terminated, outcome)
-    # uvicorn (since 0.29) re-raises the signal it caught once shutdown is complete, so that
-    # a supervisor sees the process ended by the SIGTERM it sent (143 in a shell): that is
-    # the clean end here, as a 0 would be. Reported: make `courtyard serve` exit 0 instead?
-    assert exit_code in (0, -signal.SIGTERM), output
+    assert exit_code == 0, output
     assert "Finished server process" in output, output
     assert exited - released < EXIT_BOUND, output
     assert "Application shutdown complete" in output, output

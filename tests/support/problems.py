@@ -27,7 +27,8 @@ def assert_problem(
     assert body["code"] == code, body
     assert isinstance(body["detail"], str), body
     assert body["detail"].strip(), body
-    assert body["instance"] == (instance if instance is not None else response.request.url.path)
+    sent = response.request.url.raw_path.partition(b"?")[0].decode("ascii")  # as sent
+    assert body["instance"] == (instance if instance is not None else sent)
     request_id = response.headers.get("x-request-id")
     assert request_id is not None, response.headers
     assert SANE_REQUEST_ID.fullmatch(request_id), request_id
