@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from core.errors import problem_response, problem_responses
@@ -28,9 +28,13 @@ class Readiness(BaseModel):
     checks: dict[str, str]
 
 
+_ALIVE = b'{"status":"ok"}'
+
+
 @router.get("/live", response_model=Liveness, summary="The process is up")
-async def live() -> dict[str, str]:
-    return {"status": "ok"}
+async def live() -> Response:
+    # A constant answer, sent as is: nothing to validate or encode on the cheapest route.
+    return Response(_ALIVE, media_type="application/json")
 
 
 async def _run_check(name: str, check: Callable[[], Awaitable[Any]], limit: float) -> str:

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.errors import HTTP_CODES, PROBLEM_JSON, RequestBodyTooLarge, problem_body
+from core.errors import HTTP_CODES, PROBLEM_JSON, RequestBodyTooLarge, instance_of, problem_body
 from core.logging import request_id_var
 
 logger = logging.getLogger("courtyard.request")
@@ -68,7 +68,7 @@ class RequestContextMiddleware:
             return
         incoming, length = _request_headers(scope)
         request_id = (
-            incoming if incoming and _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+            incoming if incoming and _SANE_REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
         )
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
@@ -126,7 +126,7 @@ class RequestContextMiddleware:
             status=status,
             code=HTTP_CODES[status],
             detail=detail,
-            instance=scope.get("path"),
+            instance=instance_of(scope),
             request_id=scope["state"]["request_id"],
         )
         payload = json.dumps(body).encode()

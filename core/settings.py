@@ -127,11 +127,17 @@ class CoreSettings(CourtyardSettings):
     db_pool_timeout: float = Field(5.0, gt=0, description="seconds to wait for a free connection")
     db_connect_timeout: float = Field(5.0, gt=0, description="seconds to open a connection")
     db_statement_timeout: float = Field(30.0, ge=0, description="PostgreSQL only; 0 = none")
+    db_ping_idle_after: float = Field(
+        1.0, ge=0, description="ping a pooled connection idle longer than this before use"
+    )
     db_echo: bool = False
 
     max_request_body: int = Field(1_048_576, ge=1, description="bytes; larger bodies get 413")
     ready_timeout: float = Field(3.0, gt=0, description="seconds each readiness check may take")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    opentelemetry: bool = Field(
+        False, description="FastAPI's OpenTelemetry tracing, metrics and logs (global providers)"
+    )
 
     _source_env_file: str | None = PrivateAttr(default=None)
     _source_config_file: str | None = PrivateAttr(default=None)

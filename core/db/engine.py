@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import event, select
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, StaticPool
 
 from core.db.unit_of_work import AppSession
 from core.settings import CoreSettings
@@ -17,7 +19,7 @@ def _engine_options(url: str, settings: CoreSettings, *, migrations: bool) -> di
     """Pool and connection options. A migration engine keeps no pool and sets no statement
     timeout (DDL on a large table may take long), but keeps the connect timeout.
     """
-    options: dict[str, Any] = {"pool_pre_ping": True, "echo": settings.db_echo}
+    options: dict[str, Any] = {"echo": settings.db_echo}
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         options["connect_args"] = {"timeout": settings.db_connect_timeout}
@@ -51,6 +53,41 @@ def _engine_options(url: str, settings: CoreSettings, *, migrations: bool) -> di
     return options
 
 
+_RETURNED_AT = "courtyard.returned_at"
+
+
+def _ping_idle_connections(engine: AsyncEngine, idle_after: float) -> None:
+    """Ping a pooled connection before handing it out only if it sat idle for more than
+    `idle_after` seconds; a dead one is replaced (the pool retries the checkout).
+
+    `pool_pre_ping` pings on every checkout, and for asyncpg that ping is three round trips
+    (BEGIN, an empty statement, ROLLBACK) — more than the query of a typical read. A
+    connection handed back a moment ago was alive a moment ago; one idle for a while may
+    have been closed by the server, a restart or a proxy. A connection that fails in use
+    is still handled by SQLAlchemy: the error invalidates every pooled connection, so the
+    requests after an outage get fresh ones.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        returned = record.info.pop(_RETURNED_AT, None)
+        if returned is None or time.monotonic() - returned <= idle_after:
+            return  # new, or back in the pool only a moment ago
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            if not dialect.is_disconnect(exc, dbapi_connection, None):  # type: ignore[arg-type]
+                raise
+            alive = False
+        if not alive:
+            raise DisconnectionError("the pooled connection was closed while idle")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -75,6 +112,8 @@ def create_engine(url: str, settings: CoreSettings, *, migrations: bool = False)
     """An engine for `url` configured from `settings` (see `_engine_options`)."""
     options = _engine_options(url, settings, migrations=migrations)
     engine = create_async_engine(url, **options)
+    if options.get("poolclass") is not NullPool:
+        _ping_idle_connections(engine, settings.db_ping_idle_after)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         # An in-memory database is one connection shared by every session: there is no

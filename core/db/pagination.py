@@ -33,7 +33,7 @@ class PageParams:
     cursor: str | None
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=100, description="Items per page (1-100).")] = 20,
     cursor: Annotated[
         str | None,

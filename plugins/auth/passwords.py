@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import unicodedata
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
+from typing import TypeVar
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from core.errors import InvalidInputError
 from plugins.auth.settings import AuthSettings
+
+T = TypeVar("T")
 
 
 @cache
@@ -56,8 +62,21 @@ class PasswordPolicy:
             )  # fmt: skip
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity, e.g. a pinned worker), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class PasswordHasherService:
-    """argon2id at no less than OWASP's minimum; every call runs in a worker thread."""
+    """argon2id at no less than OWASP's minimum; every call runs in a worker thread.
+
+    Hashing has threads of its own, one per usable CPU: it is CPU-bound, so more threads
+    would not hash faster, only hold more memory (each hash takes `argon2_memory_cost`)
+    and evict each other's caches. Logins beyond that wait their turn.
+    """
 
     def __init__(self, settings: AuthSettings) -> None:
         self._hasher = PasswordHasher(
@@ -67,12 +86,16 @@ class PasswordHasherService:
             type=Type.ID,
         )
         self._dummy: str | None = None
+        self._threads = ThreadPoolExecutor(usable_cpus(), thread_name_prefix="argon2")
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, normalized(password))
+        return await self._in_thread(self._hasher.hash, normalized(password))
 
     async def verify(self, password_hash: str, password: str) -> bool:
-        return await asyncio.to_thread(self._verify, password_hash, normalized(password))
+        return await self._in_thread(self._verify, password_hash, normalized(password))
+
+    async def _in_thread(self, work: Callable[..., T], *args: str) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, work, *args)
 
     def needs_rehash(self, password_hash: str) -> bool:
         """True when the hash was made with other parameters than the configured ones."""
@@ -85,7 +108,7 @@ class PasswordHasherService:
         """Make the dummy hash (at startup), so no login pays for it: a first unknown-email
         login that hashed *and* verified would take longer than a wrong password."""
         if self._dummy is None:
-            self._dummy = await asyncio.to_thread(self._hasher.hash, "courtyard dummy password")
+            self._dummy = await self._in_thread(self._hasher.hash, "courtyard dummy password")
 
     async def verify_dummy(self, password: str) -> bool:
         """Spend the time of a real verification, for an account that does not exist, so the

@@ -48,7 +48,7 @@ def after_response(tasks: BackgroundTasks, work: Callable[[], Awaitable[None]]) 
 
 
 def add_recovery_routes(router: APIRouter, container: Any) -> None:
-    def recovery() -> AccountRecovery:
+    async def recovery() -> AccountRecovery:
         return container.recovery()  # type: ignore[no-any-return]
 
     Recovery = Annotated[AccountRecovery, Depends(recovery)]

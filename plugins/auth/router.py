@@ -27,7 +27,7 @@ from plugins.auth.schemas import (
 from plugins.auth.service import AuthService, Client
 
 
-def client_of(request: Request) -> Client:
+async def client_of(request: Request) -> Client:
     """The caller's address (as the server sees it: run uvicorn with `--proxy-headers`
     behind a proxy) and user agent."""
     return Client(
@@ -39,7 +39,7 @@ def client_of(request: Request) -> Client:
 def build_router(container: Any) -> APIRouter:
     router = APIRouter()
 
-    def auth_service() -> AuthService:
+    async def auth_service() -> AuthService:
         return container.service()  # type: ignore[no-any-return]
 
     Auth = Annotated[AuthService, Depends(auth_service)]

@@ -152,11 +152,11 @@ class AuthService:
         now = utcnow()
         async with self.database.write_sessions() as session:
             repo = AuthRepository(session)
-            token = await repo.refresh_token(opaque_token_hash(refresh_token))
-            if token is None:
+            found = await repo.refresh_token(opaque_token_hash(refresh_token))
+            if found is None:
                 raise invalid_refresh_token()
-            auth_session = await repo.get_session(token.session_id)
-            if auth_session is None or not _live(auth_session, now):
+            token, auth_session = found
+            if not _live(auth_session, now):
                 raise invalid_refresh_token()
             if token.used_at is not None:
                 if now - token.used_at < timedelta(seconds=self.settings.refresh_reuse_grace):
@@ -189,9 +189,9 @@ class AuthService:
         are ignored, as RFC 7009 asks: the answer says nothing about a token's validity."""
         async with self.database.write_sessions() as session:
             repo = AuthRepository(session)
-            token = await repo.refresh_token(opaque_token_hash(refresh_token))
-            auth_session = await repo.get_session(token.session_id) if token else None
-            if auth_session is not None:
+            found = await repo.refresh_token(opaque_token_hash(refresh_token))
+            if found is not None:
+                _, auth_session = found
                 await self._revoke(session, auth_session.user_id, only=auth_session.id)
                 await session.commit()
 

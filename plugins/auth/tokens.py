@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -93,10 +94,22 @@ def _thumbprint(jwk: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+VERIFIED_CACHE_SIZE = 4096
+
+
 class AccessTokens:
+    """Issues and checks access tokens.
+
+    A client sends the same access token with every request until it expires, so the
+    claims of tokens already verified are kept (the most recent `VERIFIED_CACHE_SIZE`,
+    keyed by the whole token): the signature and claims are checked once per token, the
+    expiry on every use. Only the exact bytes of a token that passed every check can hit.
+    """
+
     def __init__(self, settings: AuthSettings, key: SigningKey) -> None:
         self.settings = settings
         self.key = key
+        self._verified: dict[str, tuple[float, AccessClaims]] = {}
 
     @property
     def ttl(self) -> int:
@@ -133,6 +146,20 @@ class AccessTokens:
 
     def decode(self, token: str) -> AccessClaims:
         """The claims of a valid access token; InvalidTokenError for anything else."""
+        known = self._verified.get(token)
+        if known is not None:
+            expires, claims = known
+            if time.time() < expires:
+                return claims
+            del self._verified[token]
+            raise InvalidTokenError("Signature has expired")
+        claims = self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]  # the oldest entry
+        self._verified[token] = (claims.expires_at.timestamp(), claims)
+        return claims
+
+    def _verify(self, token: str) -> AccessClaims:
         try:
             claims = jwt.decode(
                 token,

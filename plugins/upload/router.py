@@ -59,7 +59,7 @@ def build_router(container: Any) -> APIRouter:
     router = APIRouter()
     settings = container.settings()
 
-    def service() -> UploadService:
+    async def service() -> UploadService:
         return container.service()  # type: ignore[no-any-return]
 
     Uploads = Annotated[UploadService, Depends(service)]

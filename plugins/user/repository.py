@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, text
+from sqlalchemy import ColumnElement, bindparam, or_, text
 from sqlmodel import col, select
 
 from core.db import BaseRepository, Slice
 from plugins.user.models import UserRecord, email_key
 from plugins.user.schemas import UserFilter
+
+
+@cache
+def _active_account() -> Any:
+    """The account check's query, built once (building it is a third of its cost)."""
+    columns = [column for column in UserRecord.__table__.c]  # type: ignore[attr-defined]
+    return select(*columns).where(
+        col(UserRecord.id) == bindparam("user_id"),
+        col(UserRecord.deleted_at).is_(None),
+        col(UserRecord.is_active).is_(True),
+    )
 
 
 class UserRepository(BaseRepository[UserRecord]):
@@ -22,13 +34,7 @@ class UserRepository(BaseRepository[UserRecord]):
         The hot path of every authenticated request (`check_principal`): a Core select,
         so no ORM instance is built, tracked in the session and discarded again.
         """
-        columns = [column for column in UserRecord.__table__.c]  # type: ignore[attr-defined]
-        stmt = select(*columns).where(
-            col(UserRecord.id) == user_id,
-            col(UserRecord.deleted_at).is_(None),
-            col(UserRecord.is_active).is_(True),
-        )
-        row = (await self.session.exec(stmt)).first()
+        row = (await self.session.exec(_active_account(), params={"user_id": user_id})).first()
         return row._mapping if row is not None else None
 
     async def get_by_email(self, email: str) -> UserRecord | None:

@@ -19,7 +19,7 @@ from plugins.user.service import UserService
 Admin = Annotated[Principal, Depends(require_role("admin"))]
 
 
-def user_filter(
+async def user_filter(
     q: Annotated[
         str | None,
         Query(
@@ -39,10 +39,10 @@ def user_filter(
 def build_router(container: Any) -> APIRouter:
     router = APIRouter()
 
-    def writer(session: WriteSession) -> UserService:
+    async def writer(session: WriteSession) -> UserService:
         return container.service(session=session)  # type: ignore[no-any-return]
 
-    def reader(session: ReadSession) -> UserService:
+    async def reader(session: ReadSession) -> UserService:
         return container.service(session=session)  # type: ignore[no-any-return]
 
     Writer = Annotated[UserService, Depends(writer)]

@@ -8,6 +8,7 @@ kinds are exercised. Either alpha hook can be made to fail through alpha's setti
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -105,3 +106,17 @@ async def test_starting_with_the_public_development_secret_warns(
     assert any("COURTYARD_SECRET_KEY is the public development default" in m for m in said) is (
         warned
     )
+
+
+async def test_objects_made_at_startup_are_frozen_out_of_the_collector_while_serving(
+    database_url: str,
+) -> None:
+    """A full garbage collection must not walk the app's startup objects on every pass;
+    after shutdown they are collectable again (so old apps of one process can be freed)."""
+    gc.unfreeze()
+    app = create_app(make_settings(database_url))
+    async with running(app) as client:
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000, frozen
+        assert (await client.get("/health/live")).status_code == 200
+    assert gc.get_freeze_count() == 0

@@ -17,7 +17,7 @@ from courtyard_notes.schemas import TAG_PATTERN, NoteCreate, NoteUpdate, normali
 from courtyard_notes.service import NoteService
 
 
-def tag_filter(
+async def tag_filter(
     tag: Annotated[
         str | None,
         Query(
@@ -34,10 +34,10 @@ def tag_filter(
 def build_router(container: Any) -> APIRouter:
     router = APIRouter()
 
-    def writer(session: WriteSession) -> NoteService:
+    async def writer(session: WriteSession) -> NoteService:
         return container.service(session=session)  # type: ignore[no-any-return]
 
-    def reader(session: ReadSession) -> NoteService:
+    async def reader(session: ReadSession) -> NoteService:
         return container.service(session=session)  # type: ignore[no-any-return]
 
     Writer = Annotated[NoteService, Depends(writer)]

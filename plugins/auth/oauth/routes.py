@@ -91,10 +91,10 @@ def _finished_response(finished: Finished) -> Response:
 
 
 def add_oauth_routes(router: APIRouter, container: Any) -> None:
-    def oauth() -> OAuthService:
+    async def oauth() -> OAuthService:
         return container.oauth()  # type: ignore[no-any-return]
 
-    def settings() -> AuthSettings:
+    async def settings() -> AuthSettings:
         return container.settings()  # type: ignore[no-any-return]
 
     OAuth = Annotated[OAuthService, Depends(oauth)]

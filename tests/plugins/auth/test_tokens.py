@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from pydantic import SecretStr
 
 from plugins.auth.settings import AuthSettings
 from plugins.auth.tokens import (
+    VERIFIED_CACHE_SIZE,
     AccessTokens,
     InvalidTokenError,
     KeyConfigurationError,
@@ -161,3 +163,34 @@ def test_the_jwks_publishes_only_public_keys() -> None:
 def test_an_unusable_private_key_is_a_configuration_error(key: str) -> None:
     with pytest.raises(KeyConfigurationError, match="COURTYARD_AUTH__JWT_PRIVATE_KEY"):
         tokens(jwt_private_key=key)
+
+
+def test_a_token_accepted_before_is_refused_once_it_expires() -> None:
+    """Verified tokens are remembered, but their expiry is checked on every use."""
+    issuer = tokens()
+    now = datetime.now(UTC)
+    token = issuer.issue(USER, SESSION, frozenset({"user"}), not_after=now + timedelta(seconds=1))
+    assert issuer.decode(token).user_id == USER
+    assert issuer.decode(token).user_id == USER  # the remembered verification
+    time.sleep(max(0.0, (now + timedelta(seconds=1.05) - datetime.now(UTC)).total_seconds()))
+    with pytest.raises(InvalidTokenError, match="expired"):
+        issuer.decode(token)
+    with pytest.raises(InvalidTokenError, match="expired"):
+        issuer.decode(token)  # and stays refused once forgotten
+
+
+def test_remembered_tokens_are_bounded_and_a_forgotten_one_is_verified_again() -> None:
+    issuer = tokens()
+    first = issuer.issue(USER, SESSION, frozenset({"user"}))
+    issuer.decode(first)
+    for n in range(VERIFIED_CACHE_SIZE):
+        issuer.decode(issuer.issue(f"usr_{n:026d}", SESSION, frozenset()))
+    assert len(issuer._verified) == VERIFIED_CACHE_SIZE
+    assert first not in issuer._verified
+    assert issuer.decode(first).user_id == USER
+    header, payload, signature = first.split(".")
+    forged = ".".join(
+        [header, payload, signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")]
+    )
+    with pytest.raises(InvalidTokenError):
+        issuer.decode(forged)
