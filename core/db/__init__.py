@@ -1,6 +1,7 @@
 """Database access for plugins: engines, sessions, the base model and repository, ids."""
 
 from core.db.engine import Database
+from core.db.hot_read import HotRead
 from core.db.ids import ID_PATTERN, is_valid_id, new_id
 from core.db.model import Entity, Model, UTCDateTime, id_field, metadata, utcnow
 from core.db.pagination import Page, PageParams, page_params
@@ -22,6 +23,7 @@ __all__ = [
     "Database",
     "DbSession",
     "Entity",
+    "HotRead",
     "Model",
     "Page",
     "PageParams",

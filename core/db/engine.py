@@ -123,12 +123,12 @@ def create_engine(url: str, settings: CoreSettings, *, migrations: bool = False)
     return engine
 
 
+def _autocommit(engine: AsyncEngine) -> AsyncEngine:
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def _autocommit_sessions(engine: AsyncEngine) -> async_sessionmaker[AppSession]:
-    return async_sessionmaker(
-        engine.execution_options(isolation_level="AUTOCOMMIT"),
-        class_=AppSession,
-        expire_on_commit=False,
-    )
+    return async_sessionmaker(engine, class_=AppSession, expire_on_commit=False)
 
 
 class Database:
@@ -145,10 +145,14 @@ class Database:
         )
         # Reads need no transaction: autocommit saves the BEGIN and ROLLBACK round trips
         # (and, on SQLite, never queues behind a writer).
-        self.read_sessions = _autocommit_sessions(self.read_engine)
-        # Reads that must not lag behind the primary (e.g. "is this account still active?").
+        self.read_sessions = _autocommit_sessions(_autocommit(self.read_engine))
+        # Reads that must not lag behind the primary (e.g. "is this account still active?"),
+        # as sessions or, for a `HotRead`, as the engine itself.
+        self.primary_read_engine = _autocommit(self.write_engine)
         self.primary_read_sessions = (
-            _autocommit_sessions(self.write_engine) if self.has_replica else self.read_sessions
+            _autocommit_sessions(self.primary_read_engine)
+            if self.has_replica
+            else self.read_sessions
         )
 
     @property

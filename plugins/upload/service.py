@@ -125,14 +125,15 @@ class UploadService:
         async with self.database.write_sessions() as session:
             uploads = UploadRepository(session)
             await uploads.lock_owner(principal.user_id)
-            files, size = await uploads.usage(principal.user_id, created)
-            if files + 1 > settings.quota_files or size + data.size > settings.quota_bytes:
+            if not await uploads.create_within_quota(
+                record, created, quota_files=settings.quota_files, quota_bytes=settings.quota_bytes
+            ):
+                files, size = await uploads.usage(principal.user_id, created)
                 raise ConflictError(
                     f"This upload would exceed your quota of {settings.quota_files} files "
                     f"and {settings.quota_bytes} bytes (you have {files} files, {size} bytes)",
                     code="upload.quota_exceeded",
                 )
-            await uploads.create(record)
             await session.commit()
         return UploadGrant(
             upload=to_upload(record),

@@ -12,6 +12,7 @@ from core.hookspecs import hookimpl
 from core.identity import Principal
 from plugins.user.api import ROLES, USER_ID_PREFIX, User
 from plugins.user.cli import build_cli
+from plugins.user.service import checked_account
 
 _ACCOUNT_KEY = "courtyard.user.account"
 
@@ -41,10 +42,7 @@ class UserHooks:
         """
         if not principal.user_id.startswith(f"{USER_ID_PREFIX}_"):
             return principal
-        async with self.container.database().primary_read_sessions() as session:
-            account = await self.container.service(session=session).active_account(
-                principal.user_id
-            )
+        account = await checked_account(self.container.database(), principal.user_id)
         if account is None:
             return None
         request.scope.setdefault("state", {})[_ACCOUNT_KEY] = account

@@ -7,9 +7,10 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, or_, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
-from core.db import BaseRepository, Slice
+from core.db import BaseRepository, HotRead, Slice
 from plugins.user.models import UserRecord, email_key
 from plugins.user.schemas import UserFilter
 
@@ -23,6 +24,17 @@ def _active_account() -> Any:
         col(UserRecord.deleted_at).is_(None),
         col(UserRecord.is_active).is_(True),
     )
+
+
+@cache
+def _active_account_read() -> HotRead:
+    return HotRead(_active_account())
+
+
+async def active_account_fields(engine: AsyncEngine, user_id: str) -> Mapping[str, Any] | None:
+    """`UserRepository.active_fields` outside any session, at driver speed (a `HotRead`):
+    the account check of every authenticated request."""
+    return await _active_account_read().first(engine, user_id=user_id)
 
 
 class UserRepository(BaseRepository[UserRecord]):

@@ -13,7 +13,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.support.databases import backends, execute, fetch
+from tests.support.databases import backends, kill_app_connections
 from tests.support.problems import assert_problem
 
 ITEMS = "/api/v1/alpha/items"
@@ -21,24 +21,6 @@ ITEMS = "/api/v1/alpha/items"
 pytestmark = pytest.mark.parametrize(
     "database_url", [b for b in backends() if b == "postgresql"], indirect=True
 )
-
-
-async def kill_app_connections(database_url: str) -> int:
-    """Close every connection the app holds, server side; how many there were."""
-    database = database_url.rsplit("/", 1)[1]
-    rows = await fetch(
-        database_url,
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE datname = :db AND application_name = 'courtyard' AND pid <> pg_backend_pid()",
-        db=database,
-    )
-    await execute(
-        database_url,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-        " WHERE datname = :db AND application_name = 'courtyard' AND pid <> pg_backend_pid()",
-        db=database,
-    )
-    return int(rows[0][0])
 
 
 async def create_item(client: httpx.AsyncClient, name: str) -> httpx.Response:

@@ -26,6 +26,7 @@ __all__ = [
     "fetch",
     "fresh_database",
     "inspect_database",
+    "kill_app_connections",
     "model_differences",
 ]
 
@@ -54,6 +55,19 @@ async def execute(url: str, statement: str, **params: Any) -> None:
             await connection.execute(text(statement), params)
     finally:
         await engine.dispose()
+
+
+async def kill_app_connections(database_url: str) -> int:
+    """Close every connection the app holds on this PostgreSQL database, server side (as a
+    restart or an operator would); how many there were."""
+    where = (
+        "FROM pg_stat_activity WHERE datname = :db AND application_name = 'courtyard'"
+        " AND pid <> pg_backend_pid()"
+    )
+    database = database_url.rsplit("/", 1)[1]
+    rows = await fetch(database_url, f"SELECT count(*) {where}", db=database)
+    await execute(database_url, f"SELECT pg_terminate_backend(pid) {where}", db=database)
+    return int(rows[0][0])
 
 
 async def inspect_database(url: str, work: Callable[[Connection], Any]) -> Any:

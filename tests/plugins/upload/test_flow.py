@@ -8,6 +8,7 @@ S3 uploads that break the presigned POST policy (wrong size, type or key) are co
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator
@@ -404,3 +405,15 @@ async def test_client_filenames_are_cleaned_metadata(uploads: UploadApp) -> None
     assert sorted(filename for _, _, filename in rows) == sorted([*cleaned.values(), name])
     # Every key is made by the server, whatever the filename.
     assert [key for _, key, _ in rows] == [f"uploads/{owner}/{id_}" for id_, _, _ in rows]
+
+
+async def test_concurrent_grants_never_exceed_the_quota(upload_app: UploadAppFactory) -> None:
+    async with upload_app("local", quota_files=3) as uploads:
+        alice = await uploads.user()
+        answers = await asyncio.gather(*(uploads.grant(alice) for _ in range(10)))
+        assert sorted(a.status_code for a in answers) == [201] * 3 + [409] * 7
+        for refused in (a for a in answers if a.status_code == 409):
+            assert_problem(refused, 409, "upload.quota_exceeded")
+        mine = "SELECT count(*) FROM upload_file WHERE owner_id = :owner"
+        owner = next(a for a in answers if a.status_code == 201).json()["upload"]["owner_id"]
+        assert await uploads.rows(mine, owner=owner) == [(3,)]

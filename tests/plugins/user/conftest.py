@@ -22,6 +22,9 @@ def as_user(user: dict[str, Any] | str) -> dict[str, str]:
     return {"X-Test-User": user if isinstance(user, str) else user["id"]}
 
 
+TRANSACTION_CONTROL = {"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"}
+
+
 @dataclass
 class UserApp:
     client: httpx.AsyncClient
@@ -49,18 +52,44 @@ class UserApp:
 
     @contextmanager
     def counting_queries(self) -> Iterator[list[str]]:
-        """The SQL statements the app sends to the database inside the block."""
+        """The SQL statements the app sends to the database inside the block (not counting
+        transaction control, nor a pooled connection's liveness ping).
+
+        On PostgreSQL they are counted as asyncpg sends them, so statements that skip
+        SQLAlchemy's execution (a `HotRead`) count too."""
         statements: list[str] = []
-
-        def record(*args: Any) -> None:
-            statements.append(args[2])
-
         engine = self.app.state.database.write_engine.sync_engine
-        event.listen(engine, "before_cursor_execute", record)
+        if engine.dialect.driver != "asyncpg":
+
+            def record(*args: Any) -> None:
+                statements.append(args[2])
+
+            event.listen(engine, "before_cursor_execute", record)
+            try:
+                yield statements
+            finally:
+                event.remove(engine, "before_cursor_execute", record)
+            return
+
+        def logged(query: Any) -> None:
+            sql = query.query.strip()
+            if sql != ";" and sql.split(" ", 1)[0].upper() not in TRANSACTION_CONTROL:
+                statements.append(sql)
+
+        watched: list[Any] = []
+
+        def watch(dbapi_connection: Any, *_: Any) -> None:
+            driver = dbapi_connection.driver_connection
+            driver.add_query_logger(logged)
+            watched.append(driver)
+
+        event.listen(engine, "checkout", watch)
         try:
             yield statements
         finally:
-            event.remove(engine, "before_cursor_execute", record)
+            event.remove(engine, "checkout", watch)
+            for driver in watched:
+                driver.remove_query_logger(logged)
 
     async def rows(self, query: str, **params: Any) -> list[tuple[Any, ...]]:
         """Rows straight from the database, to check what was really stored."""
