@@ -177,16 +177,24 @@ def test_linked_sequences(fuzz_schema: Any) -> None:
     followed: dict[str, set[int]] = {}
     failures: list[BaseException] = []
     signed_up: dict[str, str] = {}  # signup case id -> the new account's access token
+    acted_as: dict[str, str] = {}  # case id -> the Authorization header it was sent with
 
     class Sequences(fuzz_schema.as_state_machine()):  # type: ignore[misc]
         def step(self, input: Any) -> Any:
             parent = input.transition.parent_id if input.transition is not None else None
-            if parent in signed_up:  # a link out of a signup acts as the new account
+            # A link out of a signup acts as the new account; any other link acts as whoever
+            # made the step it follows (the fuzzing account is replaced once its session is
+            # revoked, and a new account must not be asked for the old one's uploads).
+            acting = signed_up.get(parent) if parent is not None else None
+            if acting is not None or parent in acted_as:
                 input.case.headers = {
                     **(input.case.headers or {}),
-                    "Authorization": f"Bearer {signed_up[parent]}",
+                    "Authorization": f"Bearer {acting}" if acting else acted_as[parent],
                 }
             output = super().step(input)
+            sent = (input.case.headers or {}).get("Authorization")
+            if sent is not None:
+                acted_as[input.case.id] = sent
             if input.transition is not None and output is not None:
                 name = input.transition.id.split(" -> ", 2)
                 link = " -> ".join(name[:2])
