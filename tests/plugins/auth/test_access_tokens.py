@@ -15,8 +15,6 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,8 +23,6 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.app import create_app
 from core.settings import ConfigurationError
@@ -40,6 +36,7 @@ from tests.plugins.auth.conftest import (
     bearer,
 )
 from tests.support.problems import assert_problem
+from tests.support.statements import sent_statements
 
 USERS = "/api/v1/users"
 JWKS = "/api/v1/auth/jwks.json"
@@ -418,21 +415,6 @@ def test_an_unusable_signing_key_stops_startup_with_one_line(
 # Revocation across instances, without a query per request
 
 
-@contextmanager
-def statements(engine: AsyncEngine) -> Iterator[list[str]]:
-    """The SQL statements the engine runs while the block is open."""
-    seen: list[str] = []
-
-    def record(*args: Any) -> None:
-        seen.append(args[2])  # (conn, cursor, statement, parameters, context, executemany)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
-
-
 async def test_a_logout_reaches_another_instance_within_the_interval(
     auth_app: AuthAppFactory,
 ) -> None:
@@ -469,12 +451,12 @@ async def test_checking_revocation_costs_no_query_per_request(auth_app: AuthAppF
     ):
         signed_in = await a.signup("cheap@example.com")
         engine = b.app.state.database.write_engine
-        with statements(engine) as first:
+        with sent_statements(engine) as first:
             assert (await b.me(signed_in["access_token"])).status_code == 200
         # The control: B's first request loads the revoked set, and the listener sees it.
         assert len([s for s in first if "auth_session" in s]) == 1, first
 
-        with statements(engine) as seen:
+        with sent_statements(engine) as seen:
             for _ in range(10):
                 assert (await b.me(signed_in["access_token"])).status_code == 200
 

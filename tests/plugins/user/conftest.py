@@ -9,9 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from plugins.user.api import User
+from tests.support.statements import sent_statements
 
 USERS = "/api/v1/users"
 PLUGINS = "user,testauth,userwatch"
@@ -20,9 +21,6 @@ PLUGINS = "user,testauth,userwatch"
 def as_user(user: dict[str, Any] | str) -> dict[str, str]:
     """Headers that make the test authenticator treat the request as coming from `user`."""
     return {"X-Test-User": user if isinstance(user, str) else user["id"]}
-
-
-TRANSACTION_CONTROL = {"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"}
 
 
 @dataclass
@@ -52,44 +50,9 @@ class UserApp:
 
     @contextmanager
     def counting_queries(self) -> Iterator[list[str]]:
-        """The SQL statements the app sends to the database inside the block (not counting
-        transaction control, nor a pooled connection's liveness ping).
-
-        On PostgreSQL they are counted as asyncpg sends them, so statements that skip
-        SQLAlchemy's execution (a `HotRead`) count too."""
-        statements: list[str] = []
-        engine = self.app.state.database.write_engine.sync_engine
-        if engine.dialect.driver != "asyncpg":
-
-            def record(*args: Any) -> None:
-                statements.append(args[2])
-
-            event.listen(engine, "before_cursor_execute", record)
-            try:
-                yield statements
-            finally:
-                event.remove(engine, "before_cursor_execute", record)
-            return
-
-        def logged(query: Any) -> None:
-            sql = query.query.strip()
-            if sql != ";" and sql.split(" ", 1)[0].upper() not in TRANSACTION_CONTROL:
-                statements.append(sql)
-
-        watched: list[Any] = []
-
-        def watch(dbapi_connection: Any, *_: Any) -> None:
-            driver = dbapi_connection.driver_connection
-            driver.add_query_logger(logged)
-            watched.append(driver)
-
-        event.listen(engine, "checkout", watch)
-        try:
+        """The SQL statements the app sends to the database inside the block."""
+        with sent_statements(self.app.state.database.write_engine) as statements:
             yield statements
-        finally:
-            event.remove(engine, "checkout", watch)
-            for driver in watched:
-                driver.remove_query_logger(logged)
 
     async def rows(self, query: str, **params: Any) -> list[tuple[Any, ...]]:
         """Rows straight from the database, to check what was really stored."""
