@@ -195,6 +195,14 @@ def lifecycle_of(app: Any) -> list[str]:
     return events
 
 
+async def startup_error(app: Any) -> str:
+    """The one-line error that stops `app` from starting (fails if it starts)."""
+    with pytest.raises(ConfigurationError) as caught:
+        async with running(app):
+            pytest.fail("the app started")
+    return str(caught.value)
+
+
 # -- an async `register_*` implementation -------------------------------------------------
 
 
@@ -212,10 +220,7 @@ async def test_a_register_hook_returning_a_coroutine_stops_startup_naming_it(
     use_faulty: None, database_url: str
 ) -> None:
     app = app_of(database_url, "alpha,cororeturn")
-    with pytest.raises(ConfigurationError) as caught:
-        async with running(app):
-            pytest.fail("the app started with a coroutine for its readiness checks")
-    assert str(caught.value) == (
+    assert await startup_error(app) == (
         "plugin 'cororeturn': hook register_readiness_checks must be a plain function "
         "(it returns a list), not async"
     )
@@ -273,10 +278,7 @@ async def test_a_readiness_check_name_registered_twice_stops_startup(
     """Stops one check silently hiding the other in /health/ready (here the failing one:
     `twochecks.storage` would have read "ok" or "failed" depending on which came last)."""
     app = app_of(database_url, "alpha,twochecks")
-    with pytest.raises(ConfigurationError) as caught:
-        async with running(app):
-            pytest.fail("the app started with two readiness checks named 'storage'")
-    assert str(caught.value) == (
+    assert await startup_error(app) == (
         "plugin 'twochecks': readiness check 'storage' is registered more than once "
         "(give each check its own name)"
     )
@@ -317,9 +319,6 @@ async def test_plugins_already_started_are_stopped_when_a_later_one_fails_to_sta
     app = app_of(database_url, "alpha,latestart")
     database = app.state.database
     await database.ping()
-    with pytest.raises(ConfigurationError) as caught:
-        async with running(app):
-            pytest.fail("the app started although latestart's startup failed")
-    assert str(caught.value) == "plugin 'latestart' failed to start: no credentials"
+    assert await startup_error(app) == "plugin 'latestart' failed to start: no credentials"
     assert lifecycle_of(app) == ["alpha started", "alpha stopped"]
     assert database.write_engine.pool.checkedin() == 0
