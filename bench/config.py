@@ -25,6 +25,7 @@ class Scenario:
     auth: str | None = None  # "user" or "admin": which access token to send
     connections: int = 32
     refresh_tokens: bool = False  # feed one distinct, unused refresh token per request
+    bare_argon2: bool = False  # measure bare argon2 before each repetition and after the last
 
 
 SCENARIOS = (
@@ -45,6 +46,7 @@ SCENARIOS = (
         "/api/v1/auth/login",
         body='{"email": "user0@bench.example", "password": "' + PASSWORD + '"}',
         connections=4,
+        bare_argon2=True,
     ),
 )
 
@@ -56,7 +58,7 @@ class RunOptions:
     duration: float  # seconds per repetition
     repetitions: int
     startup_runs: int
-    argon2_seconds: float
+    argon2_seconds: float  # per bare argon2 measurement next to a login repetition
     refresh_pool: int  # unused refresh tokens made before each refresh repetition
 
     @classmethod

@@ -25,7 +25,8 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
     """(target, met, the figure) for every target of the issue."""
     r = results["ratios"]
     scenarios = results["scenarios"]
-    login = scenarios["auth_login"]["courtyard"]["rps"] / results["argon2_hashes_per_s"]
+    # Median over Courtyard's repetitions of each one's rate over its adjacent bare rate.
+    login = scenarios["auth_login"]["courtyard"]["over_bare_argon2"]
     startup = results["startup"]["with_50_plugins_s"]
     errors = sum(s[a]["errors"] for s in scenarios.values() for a in APPS)
     worst = min(r.values(), key=lambda v: v["reference"])["reference"]
@@ -36,7 +37,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
             r["users_me"]["floor"] >= 0.4,
             f"{r['users_me']['floor']:.2f}x",
         ),
-        ("login >= 0.9x bare argon2 hashing", login >= 0.9, f"{login:.2f}x"),
+        ("login >= 0.9x adjacent bare argon2", login >= 0.9, f"{login:.2f}x"),
         ("startup with 50 plugins < 2 s", startup < 2.0, f"{startup:.2f} s"),
         ("zero errors", errors == 0, f"{errors} errors"),
     ]
@@ -62,10 +63,16 @@ def markdown(results: dict[str, Any]) -> str:
                 + (f"{ratio['reference']:.2f}x | {ratio['floor']:.2f}x |" if first else " | |")
             )
     startup = results["startup"]
+    login = results["scenarios"]["auth_login"]
+    bare = [b for app in APPS for b in login[app]["bare_argon2_samples"]]
     lines += [
         "",
-        f"Bare argon2id hashing at the configured parameters: "
-        f"{results['argon2_hashes_per_s']:.1f}/s on one CPU.",
+        f"Bare argon2id verification at the configured parameters: "
+        f"{results['argon2_hashes_per_s']:.1f}/s on one CPU (median; {min(bare):.1f}-"
+        f"{max(bare):.1f}/s, measured before each login repetition and after the last).",
+        "login / adjacent bare argon2: "
+        + ", ".join(f"{app} {login[app]['over_bare_argon2']:.2f}" for app in APPS)
+        + ".",
         f"Startup to the first 200: {startup['builtin_plugins_s']:.2f} s with the built-in "
         f"plugins, {startup['with_50_plugins_s']:.2f} s with 50 generated plugins more.",
         "RSS after warm-up (health_live): "
