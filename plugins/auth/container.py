@@ -13,8 +13,9 @@ from plugins.auth.repository import revoked_sessions_loader
 from plugins.auth.revocation import RevokedSessions
 from plugins.auth.service import AuthService
 from plugins.auth.settings import AuthSettings
-from plugins.auth.throttle import ActionLimiter, LoginThrottle, open_storage
+from plugins.auth.throttle import ActionLimiter, LoginThrottle
 from plugins.auth.tokens import AccessTokens, signing_key
+from plugins.auth.windows import open_windows
 
 
 class AuthContainer(containers.DeclarativeContainer):
@@ -32,8 +33,8 @@ class AuthContainer(containers.DeclarativeContainer):
     tokens = providers.Singleton(AccessTokens, settings=settings, key=signing_key)
     hasher = providers.Singleton(PasswordHasherService, settings=settings)
     policy = providers.Singleton(PasswordPolicy, settings=settings)
-    rate_limit_storage = providers.Singleton(open_storage, url=settings.provided.rate_limit_storage)
-    throttle = providers.Singleton(LoginThrottle, settings=settings, storage=rate_limit_storage)
+    rate_limits = providers.Singleton(open_windows, url=settings.provided.rate_limit_storage)
+    throttle = providers.Singleton(LoginThrottle, settings=settings, windows=rate_limits)
     revoked = providers.Singleton(
         RevokedSessions,
         loader=providers.Callable(revoked_sessions_loader, database=database),
@@ -55,7 +56,7 @@ class AuthContainer(containers.DeclarativeContainer):
         transport_from, settings=settings, env=core_settings.provided.env
     )
     mailer = providers.Singleton(Mailer, hooks=hooks, fallback=mail_transport)
-    mail_limiter = providers.Singleton(ActionLimiter, settings=settings, storage=rate_limit_storage)
+    mail_limiter = providers.Singleton(ActionLimiter, settings=settings, windows=rate_limits)
     recovery = providers.Singleton(
         AccountRecovery,
         settings=settings,

@@ -8,7 +8,6 @@ from typing import Any
 
 import typer
 from fastapi import FastAPI, Request
-from limits.errors import StorageError
 
 from core.hookspecs import NotReady, ReadinessCheck, hookimpl
 from core.identity import Principal
@@ -72,14 +71,10 @@ class AuthHooks:
 
     @hookimpl
     def register_readiness_checks(self) -> list[ReadinessCheck]:
-        storage = self.container.rate_limit_storage()
+        windows = self.container.rate_limits()
 
         async def rate_limits() -> None:
-            try:
-                reachable = await storage.check()
-            except StorageError:
-                reachable = False
-            if not reachable:
+            if not await windows.check():
                 raise NotReady("the rate-limit storage cannot be reached")
 
         return [ReadinessCheck("rate_limits", rate_limits)]
@@ -97,3 +92,7 @@ class AuthHooks:
                 "COURTYARD_AUTH__REQUIRE_VERIFIED_EMAIL is on but no mail is configured: "
                 "new accounts cannot verify their email, so they cannot sign in"
             )
+
+    @hookimpl
+    async def shutdown(self, app: FastAPI) -> None:
+        await self.container.rate_limits().close()

@@ -18,35 +18,22 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
-import math
-import time
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import Storage
-from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
-from limits.storage import storage_from_string
 
 from core.errors import ServiceUnavailableError, TooManyRequestsError
 from plugins.auth.settings import AuthSettings
+from plugins.auth.windows import Windows
 
 _NAMESPACE = "courtyard-auth-login"
 _MAIL_NAMESPACE = "courtyard-auth-mail"
 logger = logging.getLogger("courtyard.auth")
 
 
-def open_storage(url: str) -> Storage:
-    """The async storage for `memory://` or `redis[s]://…` (connects on first use)."""
-    options = {"implementation": "redispy"} if url.startswith("redis") else {}
-    storage = storage_from_string(f"async+{url}", wrap_exceptions=True, **options)
-    assert isinstance(storage, Storage)
-    return storage
-
-
 class LoginThrottle:
-    def __init__(self, settings: AuthSettings, storage: Storage) -> None:
-        self.storage = storage
-        self._limiter = MovingWindowRateLimiter(storage)
+    def __init__(self, settings: AuthSettings, windows: Windows) -> None:
+        self._windows = windows
         self._per_account: RateLimitItem = parse(settings.login_limit_per_account)
         self._per_ip: RateLimitItem = parse(settings.login_limit_per_ip)
 
@@ -56,22 +43,22 @@ class LoginThrottle:
         password must not be checked."""
         for limit, key in self._keys(account, ip):
             try:
-                if await self._limiter.hit(limit, _NAMESPACE, key):
+                if await self._windows.hit(limit, _NAMESPACE, key):
                     continue
-                stats = await self._limiter.get_window_stats(limit, _NAMESPACE, key)
+                retry_after = await self._windows.retry_after(limit, _NAMESPACE, key)
             except StorageError as exc:
                 raise _unavailable(exc) from None
             raise TooManyRequestsError(
                 "Too many sign-in attempts; try again later",
                 code="auth.too_many_attempts",
-                retry_after=math.ceil(stats.reset_time - time.time()),
+                retry_after=retry_after,
             )
 
     async def succeeded(self, account: str) -> None:
         """The account's owner got in: forget the account's attempts."""
         limit, key = self._keys(account, None)[0]
         try:
-            await self._limiter.clear(limit, _NAMESPACE, key)
+            await self._windows.clear(limit, _NAMESPACE, key)
         except StorageError as exc:
             raise _unavailable(exc) from None
 
@@ -87,14 +74,14 @@ class ActionLimiter:
     request is quietly dropped (it already answered 202): a bound on mail flooding, not an
     error."""
 
-    def __init__(self, settings: AuthSettings, storage: Storage) -> None:
-        self._limiter = MovingWindowRateLimiter(storage)
+    def __init__(self, settings: AuthSettings, windows: Windows) -> None:
+        self._windows = windows
         self._limit: RateLimitItem = parse(settings.mail_limit_per_account)
 
     async def allow(self, action: str, account: str) -> bool:
         key = f"{action}:{account_key(account)}"
         try:
-            return bool(await self._limiter.hit(self._limit, _MAIL_NAMESPACE, key))
+            return await self._windows.hit(self._limit, _MAIL_NAMESPACE, key)
         except StorageError as exc:
             logger.warning("rate-limit storage unreachable (%s); mail not sent", exc)
             return False

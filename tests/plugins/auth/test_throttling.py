@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from plugins.auth.passwords import PasswordHasherService
+from plugins.auth.windows import SharedWindows
 from tests.plugins.auth.conftest import (
     AUTH,
     NEW_PASSWORD,
@@ -47,9 +48,10 @@ def storage_url(kind: str) -> str:
 
 async def fresh_counters(auth: AuthApp) -> None:
     """Start from empty counters (a shared Redis keeps them between runs)."""
-    storage = auth.container.rate_limit_storage()
-    assert await storage.check(), "the rate-limit storage cannot be reached"
-    await storage.reset()
+    windows = auth.container.rate_limits()
+    assert await windows.check(), "the rate-limit storage cannot be reached"
+    if isinstance(windows, SharedWindows):
+        await windows.storage.reset()
 
 
 def unique_email(who: str) -> str:
