@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from sqlalchemy import event, select
@@ -11,6 +12,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, StaticPool
 
+from core.db.hot import HotTransaction, hot_transaction
 from core.db.unit_of_work import AppSession
 from core.settings import CoreSettings
 
@@ -147,7 +149,7 @@ class Database:
         # (and, on SQLite, never queues behind a writer).
         self.read_sessions = _autocommit_sessions(_autocommit(self.read_engine))
         # Reads that must not lag behind the primary (e.g. "is this account still active?"),
-        # as sessions or, for a `HotRead`, as the engine itself.
+        # as sessions or, for a `HotStatement`, as the engine itself.
         self.primary_read_engine = _autocommit(self.write_engine)
         self.primary_read_sessions = (
             _autocommit_sessions(self.primary_read_engine)
@@ -165,6 +167,10 @@ class Database:
         for engine in engines:
             async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
                 await conn.execute(select(1))
+
+    def hot_transaction(self) -> AbstractAsyncContextManager[HotTransaction]:
+        """One transaction on the primary for `HotStatement`s (see `core.db.hot`)."""
+        return hot_transaction(self.write_engine)
 
     async def dispose(self) -> None:
         await self.write_engine.dispose()

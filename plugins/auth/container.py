@@ -46,6 +46,7 @@ class AuthContainer(containers.DeclarativeContainer):
         settings=settings,
         database=database,
         directory=user.directory.provider,
+        accounts=user.accounts,
         hasher=hasher,
         policy=policy,
         tokens=tokens,

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import CursorResult, bindparam, delete, update
+from sqlalchemy import CursorResult, bindparam, delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from core.db import Database
+from core.db import Database, HotStatement, HotTarget
 from plugins.auth.models import (
     ActionToken,
     AuthSession,
@@ -25,28 +25,72 @@ from plugins.auth.models import (
 
 
 @dataclass(frozen=True, slots=True)
-class _HotQueries:
-    """The statements of every refresh, built once: building a statement costs more CPU
-    than running it. Values come in as bound parameters."""
+class StoredCredential:
+    """A credential as a sign-in checks it: the hash, and when the password last changed."""
 
+    password_hash: str
+    changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _HotQueries:
+    """The statements of every sign-in and every refresh, built once (building a statement
+    costs more CPU than running it). Values come in as bound parameters; an INSERT's are
+    named `new_<column>`."""
+
+    credential: HotStatement
+    lock_credential: HotStatement
+    rehash: HotStatement
+    insert_session: HotStatement
+    insert_refresh_token: HotStatement
     refresh_token: Any
-    spend: Any
-    touch: Any
+    spend: HotStatement
+    touch: HotStatement
+
+
+_SESSION_COLUMNS = ("id", "user_id", "created_at", "last_used_at", "expires_at", "user_agent", "ip")
+_REFRESH_TOKEN_COLUMNS = ("id", "session_id", "token_hash", "issued_at")
 
 
 @cache
 def _queries() -> _HotQueries:
+    credential = select(Credential.password_hash, Credential.changed_at).where(
+        col(Credential.user_id) == bindparam("user_id")
+    )
     return _HotQueries(
+        credential=HotStatement(credential),
+        lock_credential=HotStatement(credential.with_for_update()),
+        rehash=HotStatement(
+            update(Credential)
+            .where(col(Credential.user_id) == bindparam("owner"))
+            .values(password_hash=bindparam("new_hash"))
+        ),
+        insert_session=HotStatement(_insert(AuthSession, _SESSION_COLUMNS)),
+        insert_refresh_token=HotStatement(_insert(RefreshToken, _REFRESH_TOKEN_COLUMNS)),
         refresh_token=select(RefreshToken, AuthSession)
         .join(AuthSession, col(AuthSession.id) == col(RefreshToken.session_id))
         .where(col(RefreshToken.token_hash) == bindparam("token_hash")),
-        spend=update(RefreshToken)
-        .where(col(RefreshToken.id) == bindparam("token_id"), col(RefreshToken.used_at).is_(None))
-        .values(used_at=bindparam("now"), replaced_by=bindparam("replaced_by")),
-        touch=update(AuthSession)
-        .where(col(AuthSession.id) == bindparam("session_id"))
-        .values(last_used_at=bindparam("now")),
+        spend=HotStatement(
+            update(RefreshToken)
+            .where(
+                col(RefreshToken.id) == bindparam("token_id"), col(RefreshToken.used_at).is_(None)
+            )
+            .values(used_at=bindparam("now"), replaced_by=bindparam("replaced_by"))
+        ),
+        touch=HotStatement(
+            update(AuthSession)
+            .where(col(AuthSession.id) == bindparam("session_id"))
+            .values(last_used_at=bindparam("now"))
+        ),
     )
+
+
+def _insert(model: Any, columns: Sequence[str]) -> Any:
+    return insert(model).values({name: bindparam(f"new_{name}") for name in columns})
+
+
+def _new(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"new_{name}": value for name, value in row.items()}
 
 
 class AuthRepository:
@@ -124,9 +168,7 @@ class AuthRepository:
         return (await self.session.exec(stmt)).all()
 
     async def touch(self, session_id: str, now: datetime) -> None:
-        await self.session.exec(  # type: ignore[call-overload]
-            _queries().touch, params={"session_id": session_id, "now": now}
-        )
+        await HotAuthRepository(self.session).touch(session_id, now)
 
     # Refresh tokens
 
@@ -144,11 +186,7 @@ class AuthRepository:
         one changes the row (PostgreSQL re-checks the condition after the other commits;
         SQLite's writers are serialised).
         """
-        result: CursorResult[tuple[()]] = await self.session.exec(  # type: ignore[call-overload]
-            _queries().spend,
-            params={"token_id": token_id, "replaced_by": replaced_by, "now": now},
-        )
-        return result.rowcount == 1
+        return await HotAuthRepository(self.session).spend(token_id, replaced_by, now)
 
     # Mailed single-use tokens (password reset, email verification)
 
@@ -166,6 +204,45 @@ class AuthRepository:
             .values(used_at=now)
         )
         return result.rowcount == 1
+
+
+class HotAuthRepository:
+    """The queries of every sign-in and refresh as `HotStatement`s, on any of their targets:
+    the primary's engine, a `HotTransaction`, or a session (its transaction)."""
+
+    def __init__(self, target: HotTarget) -> None:
+        self.target = target
+
+    async def credential(self, user_id: str) -> StoredCredential | None:
+        return _stored(await _queries().credential.first(self.target, user_id=user_id))
+
+    async def lock_credential(self, user_id: str) -> StoredCredential | None:
+        """The user's credential as stored now, row-locked until the transaction ends."""
+        return _stored(await _queries().lock_credential.first(self.target, user_id=user_id))
+
+    async def rehash(self, user_id: str, password_hash: str) -> None:
+        """The same password under new parameters: not a change (`changed_at` stays)."""
+        await _queries().rehash.execute(self.target, owner=user_id, new_hash=password_hash)
+
+    async def add_session(self, row: Mapping[str, Any]) -> None:
+        await _queries().insert_session.execute(self.target, **_new(row))
+
+    async def add_refresh_token(self, row: Mapping[str, Any]) -> None:
+        await _queries().insert_refresh_token.execute(self.target, **_new(row))
+
+    async def spend(self, token_id: str, replaced_by: str, now: datetime) -> bool:
+        """See `AuthRepository.spend`."""
+        changed = await _queries().spend.execute(
+            self.target, token_id=token_id, replaced_by=replaced_by, now=now
+        )
+        return changed == 1
+
+    async def touch(self, session_id: str, now: datetime) -> None:
+        await _queries().touch.execute(self.target, session_id=session_id, now=now)
+
+
+def _stored(fields: Mapping[str, Any] | None) -> StoredCredential | None:
+    return StoredCredential(**fields) if fields is not None else None
 
 
 def revoked_sessions_loader(database: Database) -> Callable[[datetime], Awaitable[list[str]]]:

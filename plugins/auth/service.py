@@ -13,25 +13,26 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from core.db import AppSession, Database, Page, PageParams, is_valid_id, utcnow
+from core.db import AppSession, Database, HotTarget, Page, PageParams, is_valid_id, new_id, utcnow
 from core.errors import ForbiddenError, NotFoundError, UnauthorizedError
 from plugins.auth.models import (
     IP_MAX_LENGTH,
+    REFRESH_TOKEN_ID_PREFIX,
     SESSION_ID_PREFIX,
     USER_AGENT_MAX_LENGTH,
     AuthSession,
     Credential,
-    RefreshToken,
 )
 from plugins.auth.passwords import PasswordHasherService, PasswordPolicy
-from plugins.auth.repository import AuthRepository
+from plugins.auth.repository import AuthRepository, HotAuthRepository, StoredCredential
 from plugins.auth.revocation import RevokedSessions
 from plugins.auth.schemas import AccountCreated, SessionInfo, SignedIn, Tokens
 from plugins.auth.settings import AuthSettings
 from plugins.auth.throttle import LoginThrottle
 from plugins.auth.tokens import AccessTokens, new_opaque_token, opaque_token_hash
-from plugins.user.api import User, UserDirectory
+from plugins.user.api import AccountReader, User, UserDirectory
 
 logger = logging.getLogger("courtyard.auth")
 
@@ -71,10 +72,12 @@ class AuthService:
         tokens: AccessTokens,
         revoked: RevokedSessions,
         throttle: LoginThrottle,
+        accounts: AccountReader,
     ) -> None:
         self.settings = settings
         self.database = database
         self.directory = directory
+        self.accounts = accounts
         self.hasher = hasher
         self.policy = policy
         self.tokens = tokens
@@ -125,24 +128,23 @@ class AuthService:
         rehashed = None
         if self.hasher.needs_rehash(credential.password_hash):
             rehashed = await self.hasher.hash(password)
-        async with self.database.write_sessions() as session:
-            repo = AuthRepository(session)
+        async with self.database.hot_transaction() as transaction:
+            rows = HotAuthRepository(transaction)
             # The password may have changed while it was being checked (its other sessions
             # were revoked then): this login must neither open a session nor, by saving a
             # rehash, bring the old password back.
-            current = await repo.lock_credential(user.id)
+            current = await rows.lock_credential(user.id)
             if current is None or current.changed_at != credential.changed_at:
                 raise invalid_credentials()
             # Read again under that lock, which revoking every session of a user takes too:
             # a deactivation or deletion that committed meanwhile has either revoked this
             # session's siblings already (and shows here) or waits and revokes this one too.
-            user = await self.directory(session=session).active_account(user.id)
+            user = await self.accounts.active(user.id, within=transaction)
             if user is None:
                 raise invalid_credentials()
             if rehashed is not None:
-                await repo.rehash(current, rehashed)
-            tokens = await self._open_session(session, user, client)
-            await session.commit()
+                await rows.rehash(user.id, rehashed)
+            tokens = await self._open_session(transaction, user, client)
         await self.throttle.succeeded(email)
         return SignedIn(user=user, **tokens.model_dump())
 
@@ -174,15 +176,16 @@ class AuthService:
             user = await self.directory(session=session).active_account(auth_session.user_id)
             if user is None:
                 raise invalid_refresh_token()
-            secret, successor = self._refresh_token_for(auth_session.id, now)
-            if not await repo.spend(token.id, successor.id, now):
+            secret, successor = _refresh_token_for(auth_session.id, now)
+            rows = HotAuthRepository(session)
+            if not await rows.spend(token.id, successor["id"], now):
                 # A concurrent refresh with the same token won (PostgreSQL re-checked the
                 # row after it committed); this one gets nothing. Not theft, as above.
                 raise invalid_refresh_token()
-            await repo.add(successor)
-            await repo.touch(auth_session.id, now)
+            await rows.add_refresh_token(successor)
+            await rows.touch(auth_session.id, now)
             await session.commit()
-        return self._tokens(user, auth_session, secret)
+        return self._tokens(user, auth_session.id, auth_session.expires_at, secret)
 
     async def logout(self, refresh_token: str) -> None:
         """Revoke the session the refresh token belongs to (spent or not). Unknown tokens
@@ -287,15 +290,14 @@ class AuthService:
 
     async def _account(
         self, *, email: str | None = None, user_id: str | None = None
-    ) -> tuple[User | None, Credential | None]:
-        """The account (live, active or not; found by email or id) and its credential."""
-        async with self.database.primary_read_sessions() as session:
-            users = self.directory(session=session)
-            try:
-                user = await (users.get_by_email(email) if email else users.get(user_id or ""))
-            except NotFoundError:
-                return None, None
-            return user, await AuthRepository(session).credential(user.id)
+    ) -> tuple[User | None, StoredCredential | None]:
+        """The account (live, active or not; found by email or id) and its credential, read
+        from the primary outside any transaction."""
+        accounts = self.accounts
+        user = await (accounts.live_by_email(email) if email else accounts.live(user_id or ""))
+        if user is None:
+            return None, None
+        return user, await HotAuthRepository(self.database.primary_read_engine).credential(user.id)
 
     async def _set_password(
         self,
@@ -303,7 +305,7 @@ class AuthService:
         password_hash: str,
         *,
         keep: str | None,
-        unless_changed_since: Credential | None = None,
+        unless_changed_since: StoredCredential | None = None,
         check: CredentialCheck | None = None,
     ) -> None:
         """Store the new hash and revoke the sessions (all but `keep`). With
@@ -331,38 +333,40 @@ class AuthService:
         password_hash = await self.hasher.hash(password)
         await self._set_password(user_id, password_hash, keep=None, check=check)
 
-    async def _open_session(self, session: AppSession, user: User, client: Client) -> Tokens:
+    async def _open_session(self, target: HotTarget, user: User, client: Client) -> Tokens:
+        """A new session and its first refresh token, inserted in `target`'s transaction."""
         now = utcnow()
-        auth_session = AuthSession(
-            user_id=user.id,
-            created_at=now,
-            last_used_at=now,
-            expires_at=now + timedelta(seconds=self.settings.session_lifetime),
-            user_agent=_clip(client.user_agent, USER_AGENT_MAX_LENGTH),
-            ip=_clip(client.ip, IP_MAX_LENGTH),
+        session_id = new_id(SESSION_ID_PREFIX)
+        expires_at = now + timedelta(seconds=self.settings.session_lifetime)
+        secret, refresh = _refresh_token_for(session_id, now)
+        rows = HotAuthRepository(target)
+        await rows.add_session(
+            {
+                "id": session_id,
+                "user_id": user.id,
+                "created_at": now,
+                "last_used_at": now,
+                "expires_at": expires_at,
+                "user_agent": _clip(client.user_agent, USER_AGENT_MAX_LENGTH),
+                "ip": _clip(client.ip, IP_MAX_LENGTH),
+            }
         )
-        secret, refresh = self._refresh_token_for(auth_session.id, now)
-        await AuthRepository(session).add(auth_session, refresh)
-        return self._tokens(user, auth_session, secret)
+        await rows.add_refresh_token(refresh)
+        return self._tokens(user, session_id, expires_at, secret)
 
-    def _refresh_token_for(self, session_id: str, now: datetime) -> tuple[str, RefreshToken]:
-        secret = new_opaque_token()
-        row = RefreshToken(
-            session_id=session_id, token_hash=opaque_token_hash(secret), issued_at=now
-        )
-        return secret, row
-
-    def _tokens(self, user: User, auth_session: AuthSession, refresh_token: str) -> Tokens:
-        """The pair for `auth_session`; the access token never outlives the session."""
+    def _tokens(
+        self, user: User, session_id: str, session_expires_at: datetime, refresh_token: str
+    ) -> Tokens:
+        """The pair for the session; the access token never outlives the session."""
         now = utcnow()
         access = self.tokens.issue(
             user.id,
-            auth_session.id,
+            session_id,
             frozenset({user.role}),
             now=now,
-            not_after=auth_session.expires_at,
+            not_after=session_expires_at,
         )
-        remaining = int((auth_session.expires_at - now).total_seconds())
+        remaining = int((session_expires_at - now).total_seconds())
         return Tokens(
             access_token=access,
             refresh_token=refresh_token,
@@ -378,6 +382,18 @@ class AuthService:
         if ids:
             session.after_commit(lambda: self.revoked.add(ids))
         return ids
+
+
+def _refresh_token_for(session_id: str, now: datetime) -> tuple[str, dict[str, Any]]:
+    """A new refresh token of the session: the secret for the client, the row to store."""
+    secret = new_opaque_token()
+    row = {
+        "id": new_id(REFRESH_TOKEN_ID_PREFIX),
+        "session_id": session_id,
+        "token_hash": opaque_token_hash(secret),
+        "issued_at": now,
+    }
+    return secret, row
 
 
 def _wrong_password() -> ForbiddenError:

@@ -22,6 +22,8 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from core.db import HotTransaction
+
 USER_ID_PREFIX = "usr"
 EMAIL_MAX_LENGTH = 320  # RFC 3696 (errata): 64 for the local part, @, 255 for the domain
 NAME_MAX_LENGTH = 200  # the most any deployment may allow (`COURTYARD_USER__MAX_NAME_LENGTH`)
@@ -44,6 +46,24 @@ class User(BaseModel):
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None = None
+
+
+class AccountReader(Protocol):
+    """Account reads for hot paths (signing in, checking a caller), outside any ORM session
+    and at driver speed: `container.user.accounts()`. Reads come from the primary, or from
+    `within`, a `HotTransaction` the caller holds locks in."""
+
+    async def active(self, user_id: str, *, within: HotTransaction | None = None) -> User | None:
+        """The user if it is live and active; None otherwise (unknown, deleted, inactive)."""
+        ...
+
+    async def live(self, user_id: str) -> User | None:
+        """The user if it is live (active or not); None if unknown, malformed or deleted."""
+        ...
+
+    async def live_by_email(self, email: str) -> User | None:
+        """The live user (active or not) with this email, compared case-insensitively."""
+        ...
 
 
 class UserDirectory(Protocol):

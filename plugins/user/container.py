@@ -3,6 +3,7 @@ from typing import Any
 from dependency_injector import containers, providers
 
 from core.db import Database
+from plugins.user.accounts import AccountReads
 from plugins.user.service import UserService
 from plugins.user.settings import UserSettings
 
@@ -17,3 +18,5 @@ class UserContainer(containers.DeclarativeContainer):
     # Both need `session=`: the request's session, or the calling plugin's.
     service = providers.Factory(UserService, settings=settings, hooks=hooks)
     directory = providers.Factory(UserService, settings=settings, hooks=hooks, autocommit=False)
+    # Session-less reads for hot paths (see `api.AccountReader`).
+    accounts = providers.Singleton(AccountReads, database=database)

@@ -12,7 +12,6 @@ from core.hookspecs import hookimpl
 from core.identity import Principal
 from plugins.user.api import ROLES, USER_ID_PREFIX, User
 from plugins.user.cli import build_cli
-from plugins.user.service import checked_account
 
 _ACCOUNT_KEY = "courtyard.user.account"
 
@@ -42,7 +41,7 @@ class UserHooks:
         """
         if not principal.user_id.startswith(f"{USER_ID_PREFIX}_"):
             return principal
-        account = await checked_account(self.container.database(), principal.user_id)
+        account = await self.container.accounts().active(principal.user_id)
         if account is None:
             return None
         request.scope.setdefault("state", {})[_ACCOUNT_KEY] = account

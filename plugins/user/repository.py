@@ -3,51 +3,58 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, or_, text
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
-from core.db import BaseRepository, HotRead, Slice
+from core.db import BaseRepository, HotStatement, Slice
 from plugins.user.models import UserRecord, email_key
 from plugins.user.schemas import UserFilter
+
+
+def _account_columns() -> list[Any]:
+    return [column for column in UserRecord.__table__.c]  # type: ignore[attr-defined]
 
 
 @cache
 def _active_account() -> Any:
     """The account check's query, built once (building it is a third of its cost)."""
-    columns = [column for column in UserRecord.__table__.c]  # type: ignore[attr-defined]
-    return select(*columns).where(
+    return select(*_account_columns()).where(
         col(UserRecord.id) == bindparam("user_id"),
         col(UserRecord.deleted_at).is_(None),
         col(UserRecord.is_active).is_(True),
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _HotReads:
+    """The account reads of every request and every sign-in, as `HotStatement`s."""
+
+    active: HotStatement
+    live: HotStatement
+    live_by_email: HotStatement
+
+
 @cache
-def _active_account_read() -> HotRead:
-    return HotRead(_active_account())
-
-
-async def active_account_fields(engine: AsyncEngine, user_id: str) -> Mapping[str, Any] | None:
-    """`UserRepository.active_fields` outside any session, at driver speed (a `HotRead`):
-    the account check of every authenticated request."""
-    return await _active_account_read().first(engine, user_id=user_id)
+def hot_reads() -> _HotReads:
+    live = select(*_account_columns()).where(col(UserRecord.deleted_at).is_(None))
+    return _HotReads(
+        active=HotStatement(_active_account()),
+        live=HotStatement(live.where(col(UserRecord.id) == bindparam("user_id"))),
+        live_by_email=HotStatement(live.where(col(UserRecord.email_key) == bindparam("email_key"))),
+    )
 
 
 class UserRepository(BaseRepository[UserRecord]):
     model = UserRecord
 
     async def active_fields(self, user_id: str) -> Mapping[str, Any] | None:
-        """The columns of the live, active user `user_id` as a plain row, or None.
-
-        The hot path of every authenticated request (`check_principal`): a Core select,
-        so no ORM instance is built, tracked in the session and discarded again.
-        """
-        row = (await self.session.exec(_active_account(), params={"user_id": user_id})).first()
-        return row._mapping if row is not None else None
+        """The columns of the live, active user `user_id` as a plain row, or None, read in
+        this session's transaction (a Core select: no ORM instance is built and tracked)."""
+        return await hot_reads().active.first(self.session, user_id=user_id)
 
     async def get_by_email(self, email: str) -> UserRecord | None:
         """The live user with `email`, compared case-insensitively (the unique index's rule)."""

@@ -8,29 +8,19 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from core.db import AppSession, Database, Page, PageParams, is_valid_id
+from core.db import AppSession, Page, PageParams, is_valid_id
 from core.errors import ConflictError, InvalidInputError, NotFoundError
 from core.hooks import emit
 from core.identity import Principal
 from plugins.user.api import ROLES, USER_ID_PREFIX, User
 from plugins.user.models import UserRecord, email_key
-from plugins.user.repository import UserRepository, active_account_fields
+from plugins.user.repository import UserRepository
 from plugins.user.schemas import UserFilter, check_email, check_name, has_control_characters
 from plugins.user.settings import UserSettings
 
 
 def to_user(record: UserRecord) -> User:
     return User.model_validate(record, from_attributes=True)
-
-
-async def checked_account(database: Database, user_id: str) -> User | None:
-    """`UserService.active_account` for the account check of every authenticated request:
-    read from the primary (replication lag must not delay a deactivation) outside any
-    session or transaction, as a `HotRead`."""
-    if not is_valid_id(user_id, USER_ID_PREFIX):
-        return None
-    fields = await active_account_fields(database.primary_read_engine, user_id)
-    return User.model_validate(fields) if fields is not None else None
 
 
 class UserService:

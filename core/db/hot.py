@@ -1,0 +1,206 @@
+"""Hot statements: the few queries that run on nearly every request (the account check) or
+every sign-in, at driver speed.
+
+Through SQLAlchemy a one-row query costs several times what the driver needs for it (an
+execution context, a result wrapper, greenlet switches), and an ORM flush more again. A
+`HotStatement` compiles its statement once per dialect and, on PostgreSQL, hands the SQL
+straight to the pooled asyncpg connection (which prepares it once per connection),
+applying the columns' own bind and result processing, so values go in and come out
+exactly as SQLAlchemy would send and give them. On other databases, and inside an ORM
+session, it runs through SQLAlchemy as usual.
+
+It runs on one of three targets:
+- an `AsyncEngine`: a connection from its pool for this one statement, no transaction;
+- a `HotTransaction` (`hot_transaction(engine)`): several statements in one transaction
+  on one pooled connection, committed when the block ends without an error;
+- an `AsyncSession`: the session's own transaction, for code that shares one.
+
+A driver error is raised as SQLAlchemy's error would be (`IntegrityError` for a violated
+constraint, otherwise `DBAPIError`), so an outage is still a 503, and a connection the
+server dropped is invalidated rather than put back in the pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+
+Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    names: tuple[str, ...]  # bound parameters, in the order the SQL numbers them
+    defaults: Mapping[str, Any]  # the values bound in the statement itself
+    binds: tuple[Processor, ...]
+    columns: tuple[str, ...]  # what the statement returns (none for a plain write)
+    results: tuple[Processor, ...]
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        values = {**self.defaults, **params}
+        return [
+            value if bind is None else bind(value)
+            for value, bind in zip((values[name] for name in self.names), self.binds, strict=True)
+        ]
+
+    def row(self, record: Any) -> dict[str, Any]:
+        return {
+            name: value if result is None else result(value)
+            for name, value, result in zip(self.columns, record, self.results, strict=True)
+        }
+
+
+class HotTransaction:
+    """One pooled connection inside one transaction; see `hot_transaction`."""
+
+    def __init__(self, connection: AsyncConnection, driver: Any) -> None:
+        self.connection = connection
+        self.driver: Any = driver  # the asyncpg connection, or None to go through SQLAlchemy
+
+
+HotTarget = AsyncEngine | HotTransaction | AsyncSession
+
+
+class HotStatement:
+    """`await HotStatement(select(...)).first(target, name=value)` → the first row as a
+    mapping (or None); `await HotStatement(update(...)).execute(target, ...)` → the number of
+    rows it changed. The statement's parameters are `bindparam(name)`s."""
+
+    def __init__(self, statement: Executable) -> None:
+        self.statement = statement
+        self._compiled: dict[str, _Compiled] = {}
+
+    async def first(self, target: HotTarget, **params: Any) -> Mapping[str, Any] | None:
+        if isinstance(target, AsyncEngine):
+            async with target.connect() as connection:
+                return await self.first(await _bound(connection), **params)
+        if isinstance(target, AsyncSession) or target.driver is None:
+            connection = await _connection_of(target)
+            row: Any = (await connection.execute(self.statement, params)).first()
+            return row._mapping if row is not None else None
+        compiled = self._compiled_for(target.connection.dialect)
+        record = await _guarded(
+            target, compiled.sql, target.driver.fetchrow(compiled.sql, *compiled.arguments(params))
+        )
+        return compiled.row(record) if record is not None else None
+
+    async def execute(self, target: HotTarget, **params: Any) -> int:
+        if isinstance(target, AsyncEngine):
+            async with target.connect() as connection:
+                return await self.execute(await _bound(connection), **params)
+        if isinstance(target, AsyncSession) or target.driver is None:
+            connection = await _connection_of(target)
+            result: Any = await connection.execute(self.statement, params)
+            return int(result.rowcount)
+        compiled = self._compiled_for(target.connection.dialect)
+        status = await _guarded(
+            target, compiled.sql, target.driver.execute(compiled.sql, *compiled.arguments(params))
+        )
+        # asyncpg answers with the command tag: "INSERT 0 1", "UPDATE 3", "DELETE 0".
+        count = str(status).rpartition(" ")[2]
+        return int(count) if count.isdigit() else -1
+
+    def _compiled_for(self, dialect: Dialect) -> _Compiled:
+        known = self._compiled.get(dialect.name)
+        if known is None:
+            known = self._compiled[dialect.name] = _compile(self.statement, dialect)
+        return known
+
+
+@asynccontextmanager
+async def hot_transaction(engine: AsyncEngine) -> AsyncIterator[HotTransaction]:
+    """One pooled connection in one transaction for `HotStatement`s: committed when the
+    block ends, rolled back when it raises (a connection that cannot even roll back is
+    invalidated). On SQLite the engine's own `begin()` is used, with its `BEGIN IMMEDIATE`."""
+    async with engine.connect() as connection:
+        if connection.dialect.driver != "asyncpg":
+            async with connection.begin():
+                yield HotTransaction(connection, None)
+            return
+        target = await _bound(connection)
+        transaction = target.driver.transaction()
+        try:
+            await _guarded(target, "BEGIN", transaction.start())
+            yield target
+            await _guarded(target, "COMMIT", transaction.commit())
+        except BaseException:
+            await _abandon(target, transaction)
+            raise
+
+
+async def _abandon(target: HotTransaction, transaction: Any) -> None:
+    """After a failure (a cancelled request included), leave no transaction open on a
+    connection that goes back to the pool: roll back, or invalidate the connection."""
+    try:
+        if target.driver.is_closed():
+            raise ConnectionError("the server closed the connection")
+        await transaction.rollback()
+    except BaseException:
+        if not target.connection.invalidated:
+            await target.connection.invalidate()
+
+
+async def _connection_of(target: AsyncSession | HotTransaction) -> AsyncConnection:
+    """Where a statement runs through SQLAlchemy: a session's connection (after flushing
+    what the session holds, so rows it added come first), as plain Core."""
+    if isinstance(target, AsyncSession):
+        await target.flush()
+        return await target.connection()
+    return target.connection
+
+
+async def _bound(connection: AsyncConnection) -> HotTransaction:
+    """The connection as a target; its driver connection when that is asyncpg."""
+    if connection.dialect.driver != "asyncpg":
+        return HotTransaction(connection, None)
+    raw = await connection.get_raw_connection()
+    return HotTransaction(connection, raw.driver_connection)
+
+
+async def _guarded(target: HotTransaction, sql: str, call: Any) -> Any:
+    """Await a driver call, raising its error as SQLAlchemy would."""
+    try:
+        return await call
+    except Exception as error:
+        # Told apart as SQLAlchemy's own errors are (an outage is a 503), and a connection
+        # the server dropped never goes back to the pool.
+        lost = bool(target.driver.is_closed())
+        if lost:
+            await target.connection.invalidate()
+        violated = str(getattr(error, "sqlstate", "")).startswith("23")  # integrity class
+        kind = IntegrityError if violated else DBAPIError
+        raise kind(sql, None, error, connection_invalidated=lost) from error
+
+
+def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
+    assert isinstance(statement, ClauseElement)
+    compiled = statement.compile(dialect=dialect)
+    assert isinstance(compiled, SQLCompiler)
+    names = tuple(compiled.positiontup or ())
+    selected = _returned_columns(statement)
+    return _Compiled(
+        sql=compiled.string,
+        names=names,
+        defaults={name: value for name, value in compiled.params.items() if value is not None},
+        binds=tuple(compiled.binds[name].type.bind_processor(dialect) for name in names),
+        columns=tuple(str(column.key) for column in selected),
+        results=tuple(column.type.result_processor(dialect, None) for column in selected),
+    )
+
+
+def _returned_columns(statement: Executable) -> list[Any]:
+    """The columns a SELECT selects, or an INSERT, UPDATE or DELETE returns (none without
+    RETURNING)."""
+    if isinstance(statement, Select):
+        return list(statement.selected_columns)
+    return list(getattr(statement, "_returning", ()) or ())

@@ -1,0 +1,43 @@
+"""`AccountReads`: the account reads of hot paths (every authenticated request, every
+sign-in), outside any ORM session, at driver speed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from core.db import Database, HotTransaction, is_valid_id
+from plugins.user.api import EMAIL_MAX_LENGTH, USER_ID_PREFIX, User
+from plugins.user.models import email_key
+from plugins.user.repository import hot_reads
+from plugins.user.schemas import has_control_characters
+
+
+class AccountReads:
+    """Implements `api.AccountReader`. Reads come from the primary (replication lag must
+    not delay a deactivation) or from the caller's transaction."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def active(self, user_id: str, *, within: HotTransaction | None = None) -> User | None:
+        if not is_valid_id(user_id, USER_ID_PREFIX):
+            return None
+        target = within or self.database.primary_read_engine
+        return _user(await hot_reads().active.first(target, user_id=user_id))
+
+    async def live(self, user_id: str) -> User | None:
+        if not is_valid_id(user_id, USER_ID_PREFIX):
+            return None
+        engine = self.database.primary_read_engine
+        return _user(await hot_reads().live.first(engine, user_id=user_id))
+
+    async def live_by_email(self, email: str) -> User | None:
+        if len(email) > EMAIL_MAX_LENGTH or has_control_characters(email):
+            return None  # never stored, so no need to ask
+        engine = self.database.primary_read_engine
+        return _user(await hot_reads().live_by_email.first(engine, email_key=email_key(email)))
+
+
+def _user(fields: Mapping[str, Any] | None) -> User | None:
+    return User.model_validate(fields) if fields is not None else None
