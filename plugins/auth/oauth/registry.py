@@ -1,11 +1,19 @@
-"""The configured providers by name, built on first use (nothing is fetched before)."""
+"""The configured providers by name, built on first use (nothing is fetched before).
+
+The provider implementations (and the HTTP, OAuth and JOSE libraries under them) are
+imported only when a provider is first used: an app with no OAuth provider configured
+does not pay for them at startup.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from plugins.auth.oauth import errors
-from plugins.auth.oauth.oidc import OidcProvider
-from plugins.auth.oauth.providers import GitHubProvider, Provider
 from plugins.auth.settings import AuthSettings
+
+if TYPE_CHECKING:
+    from plugins.auth.oauth.providers import Provider
 
 
 class ProviderRegistry:
@@ -24,6 +32,9 @@ class ProviderRegistry:
         config = self.settings.oauth_providers.get(name)
         if config is None:
             raise errors.unknown_provider(name)
+        from plugins.auth.oauth.oidc import OidcProvider
+        from plugins.auth.oauth.providers import GitHubProvider
+
         kind = OidcProvider if config.kind == "oidc" else GitHubProvider
         provider = kind(name, config, self.settings.oauth_http_timeout)
         self._built[name] = provider

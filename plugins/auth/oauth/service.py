@@ -14,6 +14,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from core.db import AppSession, Database, Page, PageParams, is_valid_id, utcnow
 from core.errors import InvalidInputError, NotFoundError
@@ -21,13 +22,15 @@ from plugins.auth.models import EMAIL_MAX_LENGTH, IDENTITY_ID_PREFIX, Identity
 from plugins.auth.oauth import errors
 from plugins.auth.oauth.config import redirect_allowed
 from plugins.auth.oauth.flow import FlowStore
-from plugins.auth.oauth.providers import ProviderAccount
 from plugins.auth.oauth.registry import ProviderRegistry
 from plugins.auth.oauth.schemas import AuthorizationStarted, IdentityInfo, ProviderInfo
 from plugins.auth.repository import AuthRepository, IdentityRepository
 from plugins.auth.schemas import SignedIn
 from plugins.auth.service import AuthService, Client, DirectoryFactory, invalid_credentials
 from plugins.auth.settings import AuthSettings
+
+if TYPE_CHECKING:
+    from plugins.auth.oauth.providers import ProviderAccount
 
 logger = logging.getLogger("courtyard.auth")
 
