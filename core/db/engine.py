@@ -12,7 +12,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, StaticPool
 
-from core.db.hot import HotTransaction, hot_transaction
+from core.db.hot import HotConnection, hot_connection, hot_transaction
 from core.db.unit_of_work import AppSession
 from core.settings import CoreSettings
 
@@ -168,9 +168,14 @@ class Database:
             async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
                 await conn.execute(select(1))
 
-    def hot_transaction(self) -> AbstractAsyncContextManager[HotTransaction]:
+    def hot_transaction(self) -> AbstractAsyncContextManager[HotConnection]:
         """One transaction on the primary for `HotStatement`s (see `core.db.hot`)."""
         return hot_transaction(self.write_engine)
+
+    def hot_connection(self) -> AbstractAsyncContextManager[HotConnection]:
+        """One connection to the primary for `HotStatement`s, each statement on its own
+        (autocommit): reads that must not lag, with one pool checkout for all of them."""
+        return hot_connection(self.primary_read_engine)
 
     async def dispose(self) -> None:
         await self.write_engine.dispose()

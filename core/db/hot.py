@@ -11,8 +11,9 @@ session, it runs through SQLAlchemy as usual.
 
 It runs on one of three targets:
 - an `AsyncEngine`: a connection from its pool for this one statement, no transaction;
-- a `HotTransaction` (`hot_transaction(engine)`): several statements in one transaction
-  on one pooled connection, committed when the block ends without an error;
+- a `HotConnection`: several statements on one pooled connection, each on its own
+  (`hot_connection(engine)`, one checkout instead of one per statement) or in one
+  transaction (`hot_transaction(engine)`), committed when the block ends without an error;
 - an `AsyncSession`: the session's own transaction, for code that shares one.
 
 A driver error is raised as SQLAlchemy's error would be (`IntegrityError` for a violated
@@ -60,15 +61,16 @@ class _Compiled:
         }
 
 
-class HotTransaction:
-    """One pooled connection inside one transaction; see `hot_transaction`."""
+class HotConnection:
+    """One pooled connection for several `HotStatement`s: each in its own implicit
+    transaction (`hot_connection`), or all in one (`hot_transaction`)."""
 
     def __init__(self, connection: AsyncConnection, driver: Any) -> None:
         self.connection = connection
         self.driver: Any = driver  # the asyncpg connection, or None to go through SQLAlchemy
 
 
-HotTarget = AsyncEngine | HotTransaction | AsyncSession
+HotTarget = AsyncEngine | HotConnection | AsyncSession
 
 
 class HotStatement:
@@ -118,14 +120,22 @@ class HotStatement:
 
 
 @asynccontextmanager
-async def hot_transaction(engine: AsyncEngine) -> AsyncIterator[HotTransaction]:
+async def hot_connection(engine: AsyncEngine) -> AsyncIterator[HotConnection]:
+    """One pooled connection for `HotStatement`s, no transaction (use an autocommit engine:
+    each statement is then its own transaction)."""
+    async with engine.connect() as connection:
+        yield await _bound(connection)
+
+
+@asynccontextmanager
+async def hot_transaction(engine: AsyncEngine) -> AsyncIterator[HotConnection]:
     """One pooled connection in one transaction for `HotStatement`s: committed when the
     block ends, rolled back when it raises (a connection that cannot even roll back is
     invalidated). On SQLite the engine's own `begin()` is used, with its `BEGIN IMMEDIATE`."""
     async with engine.connect() as connection:
         if connection.dialect.driver != "asyncpg":
             async with connection.begin():
-                yield HotTransaction(connection, None)
+                yield HotConnection(connection, None)
             return
         target = await _bound(connection)
         transaction = target.driver.transaction()
@@ -138,7 +148,7 @@ async def hot_transaction(engine: AsyncEngine) -> AsyncIterator[HotTransaction]:
             raise
 
 
-async def _abandon(target: HotTransaction, transaction: Any) -> None:
+async def _abandon(target: HotConnection, transaction: Any) -> None:
     """After a failure (a cancelled request included), leave no transaction open on a
     connection that goes back to the pool: roll back, or invalidate the connection."""
     try:
@@ -150,7 +160,7 @@ async def _abandon(target: HotTransaction, transaction: Any) -> None:
             await target.connection.invalidate()
 
 
-async def _connection_of(target: AsyncSession | HotTransaction) -> AsyncConnection:
+async def _connection_of(target: AsyncSession | HotConnection) -> AsyncConnection:
     """Where a statement runs through SQLAlchemy: a session's connection (after flushing
     what the session holds, so rows it added come first), as plain Core."""
     if isinstance(target, AsyncSession):
@@ -159,15 +169,15 @@ async def _connection_of(target: AsyncSession | HotTransaction) -> AsyncConnecti
     return target.connection
 
 
-async def _bound(connection: AsyncConnection) -> HotTransaction:
+async def _bound(connection: AsyncConnection) -> HotConnection:
     """The connection as a target; its driver connection when that is asyncpg."""
     if connection.dialect.driver != "asyncpg":
-        return HotTransaction(connection, None)
+        return HotConnection(connection, None)
     raw = await connection.get_raw_connection()
-    return HotTransaction(connection, raw.driver_connection)
+    return HotConnection(connection, raw.driver_connection)
 
 
-async def _guarded(target: HotTransaction, sql: str, call: Any) -> Any:
+async def _guarded(target: HotConnection, sql: str, call: Any) -> Any:
     """Await a driver call, raising its error as SQLAlchemy would."""
     try:
         return await call

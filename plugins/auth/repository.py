@@ -208,7 +208,7 @@ class AuthRepository:
 
 class HotAuthRepository:
     """The queries of every sign-in and refresh as `HotStatement`s, on any of their targets:
-    the primary's engine, a `HotTransaction`, or a session (its transaction)."""
+    the primary's engine, a `HotConnection`, or a session (its transaction)."""
 
     def __init__(self, target: HotTarget) -> None:
         self.target = target

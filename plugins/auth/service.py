@@ -292,12 +292,17 @@ class AuthService:
         self, *, email: str | None = None, user_id: str | None = None
     ) -> tuple[User | None, StoredCredential | None]:
         """The account (live, active or not; found by email or id) and its credential, read
-        from the primary outside any transaction."""
-        accounts = self.accounts
-        user = await (accounts.live_by_email(email) if email else accounts.live(user_id or ""))
-        if user is None:
-            return None, None
-        return user, await HotAuthRepository(self.database.primary_read_engine).credential(user.id)
+        from the primary outside any transaction, on one connection."""
+        async with self.database.hot_connection() as connection:
+            accounts = self.accounts
+            user = await (
+                accounts.live_by_email(email, within=connection)
+                if email
+                else accounts.live(user_id or "", within=connection)
+            )
+            if user is None:
+                return None, None
+            return user, await HotAuthRepository(connection).credential(user.id)
 
     async def _set_password(
         self,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from core.db import Database, HotTransaction, is_valid_id
+from core.db import Database, HotConnection, HotTarget, is_valid_id
 from plugins.user.api import EMAIL_MAX_LENGTH, USER_ID_PREFIX, User
 from plugins.user.models import email_key
 from plugins.user.repository import hot_reads
@@ -20,23 +20,26 @@ class AccountReads:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    async def active(self, user_id: str, *, within: HotTransaction | None = None) -> User | None:
+    async def active(self, user_id: str, *, within: HotConnection | None = None) -> User | None:
         if not is_valid_id(user_id, USER_ID_PREFIX):
             return None
-        target = within or self.database.primary_read_engine
-        return _user(await hot_reads().active.first(target, user_id=user_id))
+        return _user(await hot_reads().active.first(self._on(within), user_id=user_id))
 
-    async def live(self, user_id: str) -> User | None:
+    async def live(self, user_id: str, *, within: HotConnection | None = None) -> User | None:
         if not is_valid_id(user_id, USER_ID_PREFIX):
             return None
-        engine = self.database.primary_read_engine
-        return _user(await hot_reads().live.first(engine, user_id=user_id))
+        return _user(await hot_reads().live.first(self._on(within), user_id=user_id))
 
-    async def live_by_email(self, email: str) -> User | None:
+    async def live_by_email(
+        self, email: str, *, within: HotConnection | None = None
+    ) -> User | None:
         if len(email) > EMAIL_MAX_LENGTH or has_control_characters(email):
             return None  # never stored, so no need to ask
-        engine = self.database.primary_read_engine
-        return _user(await hot_reads().live_by_email.first(engine, email_key=email_key(email)))
+        key = email_key(email)
+        return _user(await hot_reads().live_by_email.first(self._on(within), email_key=key))
+
+    def _on(self, within: HotConnection | None) -> HotTarget:
+        return within if within is not None else self.database.primary_read_engine
 
 
 def _user(fields: Mapping[str, Any] | None) -> User | None:

@@ -71,6 +71,9 @@ async def test_a_hot_statement_gives_what_sqlalchemy_gives(database_url: str) ->
         for missing in ("t2", "t3", "nothing"):
             assert await read.first(engine, thing_id=missing) is None
         assert await read.first(engine, thing_id="t1") == row  # compiled once, used again
+        async with database.hot_connection() as connection:  # several reads, one checkout
+            assert await read.first(connection, thing_id="t1") == row
+            assert await read.first(connection, thing_id="t2") is None
     finally:
         await database.dispose()
 
