@@ -167,9 +167,6 @@ class AuthRepository:
         stmt = select(AuthSession.id).where(col(AuthSession.revoked_at) >= since)
         return (await self.session.exec(stmt)).all()
 
-    async def touch(self, session_id: str, now: datetime) -> None:
-        await HotAuthRepository(self.session).touch(session_id, now)
-
     # Refresh tokens
 
     async def refresh_token(self, token_hash: str) -> tuple[RefreshToken, AuthSession] | None:
@@ -178,15 +175,6 @@ class AuthRepository:
             await self.session.exec(_queries().refresh_token, params={"token_hash": token_hash})
         ).first()
         return (row[0], row[1]) if row is not None else None
-
-    async def spend(self, token_id: str, replaced_by: str, now: datetime) -> bool:
-        """Mark the token used, if nobody has yet; True for the one caller that did.
-
-        One conditional UPDATE, so of two concurrent refreshes with the same token exactly
-        one changes the row (PostgreSQL re-checks the condition after the other commits;
-        SQLite's writers are serialised).
-        """
-        return await HotAuthRepository(self.session).spend(token_id, replaced_by, now)
 
     # Mailed single-use tokens (password reset, email verification)
 
@@ -197,7 +185,7 @@ class AuthRepository:
         return (await self.session.exec(stmt)).first()
 
     async def spend_action_token(self, token_id: str, now: datetime) -> bool:
-        """Use the token once; True for the one caller that did (as `spend`)."""
+        """Use the token once; True for the one caller that did (as `HotAuthRepository.spend`)."""
         result: CursorResult[tuple[()]] = await self.session.exec(  # type: ignore[call-overload]
             update(ActionToken)
             .where(col(ActionToken.id) == token_id, col(ActionToken.used_at).is_(None))
@@ -231,7 +219,12 @@ class HotAuthRepository:
         await _queries().insert_refresh_token.execute(self.target, **_new(row))
 
     async def spend(self, token_id: str, replaced_by: str, now: datetime) -> bool:
-        """See `AuthRepository.spend`."""
+        """Mark the refresh token used, if nobody has yet; True for the one caller that did.
+
+        One conditional UPDATE, so of two concurrent refreshes with the same token exactly
+        one changes the row (PostgreSQL re-checks the condition after the other commits;
+        SQLite's writers are serialised).
+        """
         changed = await _queries().spend.execute(
             self.target, token_id=token_id, replaced_by=replaced_by, now=now
         )
