@@ -21,9 +21,7 @@ class AccountReads:
         self.database = database
 
     async def active(self, user_id: str, *, within: HotConnection | None = None) -> User | None:
-        if not is_valid_id(user_id, USER_ID_PREFIX):
-            return None
-        return _user(await hot_reads().active.first(self._on(within), user_id=user_id))
+        return await active_account(self._on(within), user_id)
 
     async def live(self, user_id: str, *, within: HotConnection | None = None) -> User | None:
         if not is_valid_id(user_id, USER_ID_PREFIX):
@@ -40,6 +38,14 @@ class AccountReads:
 
     def _on(self, within: HotConnection | None) -> HotTarget:
         return within if within is not None else self.database.primary_read_engine
+
+
+async def active_account(target: HotTarget, user_id: str) -> User | None:
+    """The user if it is live and active, read on `target` (an engine, a `HotConnection`,
+    or a session's transaction); None otherwise, a malformed id included."""
+    if not is_valid_id(user_id, USER_ID_PREFIX):
+        return None
+    return _user(await hot_reads().active.first(target, user_id=user_id))
 
 
 def _user(fields: Mapping[str, Any] | None) -> User | None:

@@ -12,6 +12,7 @@ from core.db import AppSession, Page, PageParams, is_valid_id
 from core.errors import ConflictError, InvalidInputError, NotFoundError
 from core.hooks import emit
 from core.identity import Principal
+from plugins.user.accounts import active_account
 from plugins.user.api import ROLES, USER_ID_PREFIX, User
 from plugins.user.models import UserRecord, email_key
 from plugins.user.repository import UserRepository
@@ -59,10 +60,7 @@ class UserService:
 
     async def active_account(self, user_id: str) -> User | None:
         """The user if it exists, is live and active; None if it may not act."""
-        if not is_valid_id(user_id, USER_ID_PREFIX):
-            return None
-        fields = await self.users.active_fields(user_id)
-        return User.model_validate(fields) if fields is not None else None
+        return await active_account(self.session, user_id)
 
     async def list(self, where: UserFilter, page: PageParams) -> Page[User]:
         rows = await self.users.search(where, limit=page.limit, cursor=page.cursor)
