@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, Form, Header, HTTPException
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
@@ -50,12 +50,22 @@ def sample_router() -> APIRouter:
     async def hidden() -> dict[str, str]:
         return {"hidden": "yes"}
 
+    @router.put("/pairs", responses={409: {"model": Item, "description": "taken"}})
+    async def pair(first: Item, second: Item) -> dict[str, str]:
+        """Two body parameters: an embedded body model named after the route's unique id;
+        a response type that is not a model, whose schema title comes from that id too."""
+        return {"names": f"{first.name}+{second.name}"}
+
+    @router.post("/forms")
+    async def form(name: Annotated[str, Form()], size: Annotated[int, Form()]) -> list[Item]:
+        return [Item(id=size, name=name)]
+
     return router
 
 
 def app_with(flat: bool) -> FastAPI:
     app = FastAPI()
-    responses = {500: {"description": "boom"}}
+    responses = {500: {"description": "boom"}, 418: {"model": Item, "description": "tea"}}
     if flat:
         mount(app, sample_router(), prefix="/api/things", tags=["things"], responses=responses)
     else:
@@ -67,6 +77,7 @@ def app_with(flat: bool) -> FastAPI:
 
 async def answers(app: FastAPI) -> list[tuple[int, object, str | None]]:
     transport = httpx.ASGITransport(app=app)
+    caller_c = {"x-caller": "c"}
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         calls = [
             client.get("/api/things/items/7", headers={"x-caller": "ann"}),
@@ -80,6 +91,16 @@ async def answers(app: FastAPI) -> list[tuple[int, object, str | None]]:
             client.delete("/api/things/items/7", headers={"x-caller": "ann"}),
             client.get("/api/things/hidden", headers={"x-caller": "ann"}),
             client.get("/api/things/nothing-here"),
+            client.put(
+                "/api/things/pairs",
+                json={"first": {"id": 1, "name": "a"}, "second": {"id": 2, "name": "b"}},
+                headers={"x-caller": "c"},
+            ),
+            client.put(
+                "/api/things/pairs", json={"first": {"id": 1, "name": "a"}}, headers=caller_c
+            ),
+            client.post("/api/things/forms", data={"name": "f", "size": "3"}, headers=caller_c),
+            client.post("/api/things/forms", data={"name": "f"}, headers=caller_c),
         ]
         results = []
         for call in calls:
@@ -97,7 +118,37 @@ async def test_requests_get_the_same_answers_as_with_include_router() -> None:
     flat, nested = await answers(app_with(flat=True)), await answers(app_with(flat=False))
     assert flat == nested
     assert flat[0] == (200, {"id": 7, "name": "ann"}, None)
-    assert [status for status, _, _ in flat] == [200, 404, 401, 422, 201, 405, 204, 200, 404]
+    assert [status for status, _, _ in flat] == [
+        *(200, 404, 401, 422, 201, 405, 204, 200, 404),
+        *(200, 422, 200, 422),
+    ]
+    assert flat[9][1] == {"names": "a+b"}
+    assert flat[11][1] == [{"id": 3, "name": "f"}]
+
+
+def test_the_routes_are_moved_not_built_again() -> None:
+    """Building a route analyses its endpoint's signature; the flat route reuses that."""
+    router = sample_router()
+    app = FastAPI()
+    mount(app, router, prefix="/api/things", tags=["things"])
+    built = {route.name: route for route in router.routes if isinstance(route, APIRoute)}
+    moved = [route for route in app.router.routes if isinstance(route, APIRoute)]
+    assert {route.name for route in moved} == set(built)
+    for route in moved:
+        assert route.dependant is built[route.name].dependant
+        assert route.path == "/api/things" + built[route.name].path
+    assert [route.path for route in router.routes] == [
+        *("/items/{item_id}", "/items", "/items/{item_id}", "/hidden", "/pairs", "/forms")
+    ]
+
+
+def test_a_prefix_with_a_path_parameter_is_included_as_fastapi_does() -> None:
+    app = FastAPI()
+    mount(app, sample_router(), prefix="/api/{tenant}", tags=["things"])
+    reference = FastAPI()
+    reference.include_router(sample_router(), prefix="/api/{tenant}", tags=["things"])
+    assert app.openapi() == reference.openapi()
+    assert "/api/{tenant}/items" in app.openapi()["paths"]
 
 
 async def test_dependency_overrides_reach_flat_routes() -> None:
