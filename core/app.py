@@ -23,6 +23,7 @@ from core.logging import keep_parameters_out_of_logs
 from core.middleware import RequestContextMiddleware
 from core.migrator import MigrationError, Migrator
 from core.mounting import mount
+from core.openapi import document_problems
 from core.plugin import Plugin, PluginError
 from core.settings import CoreSettings
 
@@ -63,6 +64,7 @@ def create_app(
     app.state.migrator = Migrator(kernel)
     app.state.readiness_checks = []
     install_error_handlers(app)
+    document_problems(app)
     app.add_middleware(RequestContextMiddleware, max_body=kernel.settings.max_request_body)
     mount(app, health_router)
     mounted: dict[str, str] = {}

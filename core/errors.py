@@ -383,8 +383,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     out: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         model = ValidationProblem if status == 422 else Problem
-        out[status] = {
-            "model": model,
+        out[status] = {  # no "model": see core/openapi.py
             "description": _title(status),
             "content": {
                 PROBLEM_JSON: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}

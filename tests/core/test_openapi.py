@@ -1,0 +1,57 @@
+"""The OpenAPI document describes error bodies as the API sends them: problem+json only,
+with the problem schemas in `components` (core/openapi.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import jsonschema
+
+from core.app import create_app
+from core.settings import CoreSettings
+
+SQLITE = CoreSettings(database_url="sqlite+aiosqlite:///:memory:")
+
+
+def error_bodies(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`"<METHOD> <path> <status>"` → the documented content of each error response."""
+    out = {}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                if int(status) >= 400:
+                    out[f"{method.upper()} {path} {status}"] = answer.get("content", {})
+    return out
+
+
+def test_every_error_is_documented_as_problem_json_only() -> None:
+    bodies = error_bodies(create_app(SQLITE).openapi())
+    assert len(bodies) > 100
+    assert {where: list(content) for where, content in bodies.items()} == {
+        where: ["application/problem+json"] for where in bodies
+    }
+    refs = {content["application/problem+json"]["schema"]["$ref"] for content in bodies.values()}
+    assert refs == {"#/components/schemas/Problem", "#/components/schemas/ValidationProblem"}
+
+
+async def test_the_problem_schemas_describe_what_the_api_sends() -> None:
+    app = create_app(SQLITE)
+    document = app.openapi()
+    schemas = document["components"]["schemas"]
+    assert {"Problem", "ValidationProblem", "FieldError"} <= set(schemas)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        invalid = await client.post("/api/v1/auth/login", json={"email": 3})
+        missing = await client.get("/api/v1/nothing-here")
+    assert (invalid.status_code, missing.status_code) == (422, 404)
+    for answer, name in ((invalid, "ValidationProblem"), (missing, "Problem")):
+        schema = {**schemas[name], "components": document["components"]}
+        jsonschema.validate(answer.json(), schema)
+    assert invalid.json()["errors"][0]["field"] == "email"
+    assert "errors" in schemas["ValidationProblem"]["required"]
+
+
+def test_the_document_is_built_once() -> None:
+    app = create_app(SQLITE)
+    assert app.openapi() is app.openapi()
