@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import typer
 from fastapi import FastAPI, Request
 
 from core.hookspecs import NotReady, ReadinessCheck, hookimpl
 from core.identity import Principal
 from core.mail import MailMessage
-from plugins.auth.cli import build_cli
 from plugins.auth.openapi import offer_password_flow
 from plugins.auth.passwords import common_passwords
 from plugins.auth.tokens import InvalidTokenError
 from plugins.user.api import User
+
+if TYPE_CHECKING:
+    import typer
 
 logger = logging.getLogger("courtyard.auth")
 
@@ -67,6 +68,9 @@ class AuthHooks:
 
     @hookimpl
     def register_commands(self) -> list[typer.Typer]:
+        # Imported here: the command line's libraries stay out of the server's start-up.
+        from plugins.auth.cli import build_cli
+
         return [build_cli(self.container)]
 
     @hookimpl

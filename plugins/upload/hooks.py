@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import typer
 from fastapi import FastAPI
 
 from core.hookspecs import ReadinessCheck, hookimpl
-from plugins.upload.cli import build_cli
+
+if TYPE_CHECKING:
+    import typer
 
 logger = logging.getLogger("courtyard.upload")
 
@@ -31,6 +32,9 @@ class UploadHooks:
 
     @hookimpl
     def register_commands(self) -> list[typer.Typer]:
+        # Imported here: the command line's libraries stay out of the server's start-up.
+        from plugins.upload.cli import build_cli
+
         return [build_cli(self.container)]
 
     @hookimpl

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import typer
 from fastapi import Request
 
 from core.hookspecs import hookimpl
 from core.identity import Principal
 from plugins.user.api import ROLES, USER_ID_PREFIX, User
-from plugins.user.cli import build_cli
+
+if TYPE_CHECKING:
+    import typer
 
 _ACCOUNT_KEY = "courtyard.user.account"
 
@@ -28,6 +29,9 @@ class UserHooks:
 
     @hookimpl
     def register_commands(self) -> list[typer.Typer]:
+        # Imported here: the command line's libraries stay out of the server's start-up.
+        from plugins.user.cli import build_cli
+
         return [build_cli(self.container)]
 
     @hookimpl

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from core.hookspecs import hookimpl
 
-from courtyard_notes.cli import build_cli
+if TYPE_CHECKING:
+    import typer
 
 
 class NotesHooks:
@@ -19,6 +18,9 @@ class NotesHooks:
 
     @hookimpl
     def register_commands(self) -> list[typer.Typer]:
+        # Imported here: the command line's libraries stay out of the server's start-up.
+        from courtyard_notes.cli import build_cli
+
         return [build_cli(self.container)]
 
     @hookimpl
