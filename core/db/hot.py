@@ -32,8 +32,10 @@ from sqlalchemy import Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.util import greenlet_spawn
 
 Processor = Callable[[Any], Any] | None
 
@@ -63,14 +65,47 @@ class _Compiled:
 
 class HotConnection:
     """One pooled connection for several `HotStatement`s: each in its own implicit
-    transaction (`hot_connection`), or all in one (`hot_transaction`)."""
+    transaction (`hot_connection`), or all in one (`hot_transaction`).
 
-    def __init__(self, connection: AsyncConnection, driver: Any) -> None:
-        self.connection = connection
-        self.driver: Any = driver  # the asyncpg connection, or None to go through SQLAlchemy
+    On asyncpg it is the pool's own checkout (`pooled`) and its driver connection: no
+    SQLAlchemy `Connection` is built around it, as no statement goes through one. On other
+    drivers it is an `AsyncConnection` that statements run on as usual."""
+
+    __slots__ = ("connection", "dialect", "driver", "pooled")
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        *,
+        connection: AsyncConnection | None = None,
+        pooled: PoolProxiedConnection | None = None,
+    ) -> None:
+        self.dialect = dialect
+        self.connection = connection  # through SQLAlchemy (drivers other than asyncpg)
+        self.pooled = pooled
+        # The asyncpg connection, or None to go through SQLAlchemy.
+        self.driver: Any = pooled.driver_connection if pooled is not None else None
+
+    async def invalidate(self) -> None:
+        """Close the connection for good: it never goes back to the pool."""
+        if self.pooled is not None:
+            if self.pooled.is_valid:
+                # Outside a greenlet the asyncpg adapter terminates the connection at once
+                # rather than waiting on a graceful close of what is probably lost.
+                self.pooled.invalidate()
+        elif self.connection is not None and not self.connection.invalidated:
+            await self.connection.invalidate()
 
 
 HotTarget = AsyncEngine | HotConnection | AsyncSession
+
+
+def dialect_of(target: HotTarget) -> Dialect:
+    """The SQL dialect statements on `target` are written in (for a statement only some
+    databases can run, such as a data-modifying WITH on PostgreSQL)."""
+    if isinstance(target, AsyncSession):
+        return target.get_bind().dialect
+    return target.dialect
 
 
 class HotStatement:
@@ -84,13 +119,13 @@ class HotStatement:
 
     async def first(self, target: HotTarget, **params: Any) -> Mapping[str, Any] | None:
         if isinstance(target, AsyncEngine):
-            async with target.connect() as connection:
-                return await self.first(await _bound(connection), **params)
+            async with hot_connection(target) as checked_out:
+                return await self.first(checked_out, **params)
         if isinstance(target, AsyncSession) or target.driver is None:
             connection = await _connection_of(target)
             row: Any = (await connection.execute(self.statement, params)).first()
             return row._mapping if row is not None else None
-        compiled = self._compiled_for(target.connection.dialect)
+        compiled = self._compiled_for(target.dialect)
         record = await _guarded(
             target, compiled.sql, target.driver.fetchrow(compiled.sql, *compiled.arguments(params))
         )
@@ -98,13 +133,13 @@ class HotStatement:
 
     async def execute(self, target: HotTarget, **params: Any) -> int:
         if isinstance(target, AsyncEngine):
-            async with target.connect() as connection:
-                return await self.execute(await _bound(connection), **params)
+            async with hot_connection(target) as checked_out:
+                return await self.execute(checked_out, **params)
         if isinstance(target, AsyncSession) or target.driver is None:
             connection = await _connection_of(target)
             result: Any = await connection.execute(self.statement, params)
             return int(result.rowcount)
-        compiled = self._compiled_for(target.connection.dialect)
+        compiled = self._compiled_for(target.dialect)
         status = await _guarded(
             target, compiled.sql, target.driver.execute(compiled.sql, *compiled.arguments(params))
         )
@@ -123,8 +158,12 @@ class HotStatement:
 async def hot_connection(engine: AsyncEngine) -> AsyncIterator[HotConnection]:
     """One pooled connection for `HotStatement`s, no transaction (use an autocommit engine:
     each statement is then its own transaction)."""
-    async with engine.connect() as connection:
-        yield await _bound(connection)
+    if engine.dialect.driver != "asyncpg":
+        async with engine.connect() as connection:
+            yield HotConnection(engine.dialect, connection=connection)
+        return
+    async with _checked_out(engine) as target:
+        yield target
 
 
 @asynccontextmanager
@@ -132,12 +171,11 @@ async def hot_transaction(engine: AsyncEngine) -> AsyncIterator[HotConnection]:
     """One pooled connection in one transaction for `HotStatement`s: committed when the
     block ends, rolled back when it raises (a connection that cannot even roll back is
     invalidated). On SQLite the engine's own `begin()` is used, with its `BEGIN IMMEDIATE`."""
-    async with engine.connect() as connection:
-        if connection.dialect.driver != "asyncpg":
-            async with connection.begin():
-                yield HotConnection(connection, None)
-            return
-        target = await _bound(connection)
+    if engine.dialect.driver != "asyncpg":
+        async with engine.connect() as connection, connection.begin():
+            yield HotConnection(engine.dialect, connection=connection)
+        return
+    async with _checked_out(engine) as target:
         transaction = target.driver.transaction()
         try:
             await _guarded(target, "BEGIN", transaction.start())
@@ -148,6 +186,21 @@ async def hot_transaction(engine: AsyncEngine) -> AsyncIterator[HotConnection]:
             raise
 
 
+@asynccontextmanager
+async def _checked_out(engine: AsyncEngine) -> AsyncIterator[HotConnection]:
+    """A connection straight from the engine's pool (asyncpg), given back when done.
+
+    The pool's checkout and checkin run as they do under an `AsyncConnection` (its events,
+    the idle ping, reset on return, a new connection when needed), in a greenlet because
+    any of them may talk to the server; what is skipped is the `Connection` built around
+    the checkout, which costs as much again and which no hot statement uses."""
+    pooled = await greenlet_spawn(engine.sync_engine.pool.connect)
+    try:
+        yield HotConnection(engine.dialect, pooled=pooled)
+    finally:
+        await greenlet_spawn(pooled.close)
+
+
 async def _abandon(target: HotConnection, transaction: Any) -> None:
     """After a failure (a cancelled request included), leave no transaction open on a
     connection that goes back to the pool: roll back, or invalidate the connection."""
@@ -156,8 +209,7 @@ async def _abandon(target: HotConnection, transaction: Any) -> None:
             raise ConnectionError("the server closed the connection")
         await transaction.rollback()
     except BaseException:
-        if not target.connection.invalidated:
-            await target.connection.invalidate()
+        await target.invalidate()
 
 
 async def _connection_of(target: AsyncSession | HotConnection) -> AsyncConnection:
@@ -166,15 +218,8 @@ async def _connection_of(target: AsyncSession | HotConnection) -> AsyncConnectio
     if isinstance(target, AsyncSession):
         await target.flush()
         return await target.connection()
+    assert target.connection is not None, "a HotConnection without a driver has a connection"
     return target.connection
-
-
-async def _bound(connection: AsyncConnection) -> HotConnection:
-    """The connection as a target; its driver connection when that is asyncpg."""
-    if connection.dialect.driver != "asyncpg":
-        return HotConnection(connection, None)
-    raw = await connection.get_raw_connection()
-    return HotConnection(connection, raw.driver_connection)
 
 
 async def _guarded(target: HotConnection, sql: str, call: Any) -> Any:
@@ -186,7 +231,7 @@ async def _guarded(target: HotConnection, sql: str, call: Any) -> Any:
         # the server dropped never goes back to the pool.
         lost = bool(target.driver.is_closed())
         if lost:
-            await target.connection.invalidate()
+            await target.invalidate()
         violated = str(getattr(error, "sqlstate", "")).startswith("23")  # integrity class
         kind = IntegrityError if violated else DBAPIError
         raise kind(sql, None, error, connection_invalidated=lost) from error

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -12,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 TRANSACTION_CONTROL = {"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"}
 
 
-@contextmanager
-def sent_statements(engine: AsyncEngine) -> Iterator[list[str]]:
+@asynccontextmanager
+async def sent_statements(engine: AsyncEngine) -> AsyncIterator[list[str]]:
     """The SQL statements `engine`'s connections send inside the block, not counting
     transaction control nor a pooled connection's liveness ping.
 
@@ -21,7 +22,8 @@ def sent_statements(engine: AsyncEngine) -> Iterator[list[str]]:
     statements sent to the asyncpg connection directly (a `HotRead`) are added from
     asyncpg's query logger, on every connection checked out meanwhile: it reports what
     `Connection.fetch…` sends, not SQLAlchemy's prepared statements, so nothing counts
-    twice."""
+    twice. asyncpg calls its loggers soon after a statement, not at once, so the block's
+    end gives them one turn of the event loop before counting stops."""
     seen: list[str] = []
     sync_engine = engine.sync_engine
 
@@ -52,6 +54,7 @@ def sent_statements(engine: AsyncEngine) -> Iterator[list[str]]:
     try:
         yield seen
     finally:
+        await asyncio.sleep(0)  # the loggers' calls asyncpg has scheduled
         event.remove(sync_engine, "before_cursor_execute", record)
         event.remove(sync_engine, "checkout", watch)
         for driver in watched:

@@ -451,12 +451,12 @@ async def test_checking_revocation_costs_no_query_per_request(auth_app: AuthAppF
     ):
         signed_in = await a.signup("cheap@example.com")
         engine = b.app.state.database.write_engine
-        with sent_statements(engine) as first:
+        async with sent_statements(engine) as first:
             assert (await b.me(signed_in["access_token"])).status_code == 200
         # The control: B's first request loads the revoked set, and the listener sees it.
         assert len([s for s in first if "auth_session" in s]) == 1, first
 
-        with sent_statements(engine) as seen:
+        async with sent_statements(engine) as seen:
             for _ in range(10):
                 assert (await b.me(signed_in["access_token"])).status_code == 200
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,10 +48,10 @@ class UserApp:
         events: list[dict[str, Any]] = response.json()
         return events
 
-    @contextmanager
-    def counting_queries(self) -> Iterator[list[str]]:
+    @asynccontextmanager
+    async def counting_queries(self) -> AsyncIterator[list[str]]:
         """The SQL statements the app sends to the database inside the block."""
-        with sent_statements(self.app.state.database.write_engine) as statements:
+        async with sent_statements(self.app.state.database.write_engine) as statements:
             yield statements
 
     async def rows(self, query: str, **params: Any) -> list[tuple[Any, ...]]:

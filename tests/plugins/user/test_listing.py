@@ -129,10 +129,10 @@ async def test_a_page_costs_the_same_queries_whatever_its_size(
 ) -> None:
     await add_users(users, 60)
 
-    with users.counting_queries() as small:
+    async with users.counting_queries() as small:
         page = await users.client.get(f"{USERS}?limit=2", headers=as_user(admin))
         assert len(page.json()["items"]) == 2
-    with users.counting_queries() as large:
+    async with users.counting_queries() as large:
         page = await users.client.get(f"{USERS}?limit=60", headers=as_user(admin))
         assert len(page.json()["items"]) == 60
 

@@ -33,7 +33,7 @@ async def test_me_is_the_callers_account_as_a_dto(users: UserApp, alice: dict[st
 
 async def test_me_costs_one_query(users: UserApp, alice: dict[str, Any]) -> None:
     """The account check already loaded the caller's row; `/me` answers from it."""
-    with users.counting_queries() as statements:
+    async with users.counting_queries() as statements:
         response = await users.client.get(ME, headers=as_user(alice))
     assert response.status_code == 200
     assert len(statements) == 1, statements
