@@ -74,6 +74,22 @@ def test_an_issued_token_decodes_to_its_claims(key: str | None) -> None:
     assert header["alg"] == {None: "HS256"}.get(key, header["alg"])
 
 
+def test_an_hs256_token_is_what_pyjwt_would_sign_and_verifies_with_it() -> None:
+    issuer = tokens()
+    now = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    token = issuer.issue(USER, SESSION, frozenset({"user", "admin"}), now=now)
+    payload = jwt.decode(
+        token, issuer.key.verifying, algorithms=["HS256"], options={"verify_exp": False},
+        audience="courtyard", issuer="courtyard",
+    )  # fmt: skip
+
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT"}
+    assert token == jwt.encode(payload, issuer.key.signing, algorithm="HS256")
+    assert payload["iat"] == int(now.timestamp())  # whole seconds, as PyJWT writes them
+    assert payload["exp"] == int(now.timestamp()) + 900
+    assert payload["roles"] == ["admin", "user"]
+
+
 def test_the_hs256_key_is_derived_not_the_secret_itself() -> None:
     token = tokens().issue(USER, SESSION, frozenset())
     with pytest.raises(jwt.InvalidSignatureError):
