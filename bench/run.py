@@ -143,11 +143,13 @@ def main(argv: list[str] | None = None) -> None:
         help="PostgreSQL user@host:port (a database `courtyard_bench` is (re)created there)",
     )
     parser.add_argument("--only", default="", help="comma-separated scenarios (default: all)")
+    parser.add_argument("--apps", default="", help="comma-separated apps (default: all three)")
     args = parser.parse_args(argv)
     check_tools()
     options = RunOptions.of(args.quick)
     settings = AuthSettings()
     scenarios = [s for s in SCENARIOS if not args.only or s.name in args.only.split(",")]
+    apps = [a for a in APPS if not args.apps or a in args.apps.split(",")]
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)
         env = app_env(args.server, scratch, settings)
@@ -168,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         results["startup"] = startup_times(env, options.startup_runs)
         for scenario in scenarios:
             results["scenarios"][scenario.name] = {}
-            for app in APPS:
+            for app in apps:
                 log(f"{scenario.name}: {app}")
                 row = measure(app, scenario, options, env, ids, scratch)
                 results["scenarios"][scenario.name][app] = row
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         ]
         if samples:
             results["argon2_hashes_per_s"] = statistics.median(samples)
-    if len(scenarios) == len(SCENARIOS):
+    if len(scenarios) == len(SCENARIOS) and len(apps) == len(APPS):
         print(write(results, RESULTS))
     else:
         print(results)
