@@ -1,7 +1,7 @@
 """Database access for plugins: engines, sessions, the base model and repository, ids."""
 
 from core.db.engine import Database
-from core.db.hot import HotConnection, HotStatement, HotTarget
+from core.db.hot import HotConnection, HotStatement, HotTarget, dialect_of
 from core.db.ids import ID_PATTERN, is_valid_id, new_id
 from core.db.model import Entity, Model, UTCDateTime, id_field, metadata, utcnow
 from core.db.pagination import Page, PageParams, page_params
@@ -34,6 +34,7 @@ __all__ = [
     "UTCDateTime",
     "WriteSession",
     "db_session",
+    "dialect_of",
     "id_field",
     "is_valid_id",
     "metadata",

@@ -174,7 +174,8 @@ class Database:
 
     def hot_connection(self) -> AbstractAsyncContextManager[HotConnection]:
         """One connection to the primary for `HotStatement`s, each statement on its own
-        (autocommit): reads that must not lag, with one pool checkout for all of them."""
+        (autocommit): reads that must not lag, and writes that are one statement, with one
+        pool checkout for all of them."""
         return hot_connection(self.primary_read_engine)
 
     async def dispose(self) -> None:

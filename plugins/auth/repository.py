@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from core.db import Database, HotStatement, HotTarget
+from core.db import Database, HotStatement, HotTarget, dialect_of
 from plugins.auth.models import (
     ActionToken,
     AuthSession,
@@ -43,6 +43,7 @@ class _HotQueries:
     rehash: HotStatement
     insert_session: HotStatement
     insert_refresh_token: HotStatement
+    insert_session_and_token: HotStatement  # PostgreSQL: one statement for both rows
     refresh_token: Any
     spend: HotStatement
     touch: HotStatement
@@ -67,6 +68,11 @@ def _queries() -> _HotQueries:
         ),
         insert_session=HotStatement(_insert(AuthSession, _SESSION_COLUMNS)),
         insert_refresh_token=HotStatement(_insert(RefreshToken, _REFRESH_TOKEN_COLUMNS)),
+        insert_session_and_token=HotStatement(
+            _insert(RefreshToken, _REFRESH_TOKEN_COLUMNS, "token_").add_cte(
+                _insert(AuthSession, _SESSION_COLUMNS, "session_").cte("new_session")
+            )
+        ),
         refresh_token=select(RefreshToken, AuthSession)
         .join(AuthSession, col(AuthSession.id) == col(RefreshToken.session_id))
         .where(col(RefreshToken.token_hash) == bindparam("token_hash")),
@@ -85,12 +91,12 @@ def _queries() -> _HotQueries:
     )
 
 
-def _insert(model: Any, columns: Sequence[str]) -> Any:
-    return insert(model).values({name: bindparam(f"new_{name}") for name in columns})
+def _insert(model: Any, columns: Sequence[str], prefix: str = "new_") -> Any:
+    return insert(model).values({name: bindparam(f"{prefix}{name}") for name in columns})
 
 
-def _new(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {f"new_{name}": value for name, value in row.items()}
+def _new(row: Mapping[str, Any], prefix: str = "new_") -> dict[str, Any]:
+    return {f"{prefix}{name}": value for name, value in row.items()}
 
 
 class AuthRepository:
@@ -212,8 +218,18 @@ class HotAuthRepository:
         """The same password under new parameters: not a change (`changed_at` stays)."""
         await _queries().rehash.execute(self.target, owner=user_id, new_hash=password_hash)
 
-    async def add_session(self, row: Mapping[str, Any]) -> None:
-        await _queries().insert_session.execute(self.target, **_new(row))
+    async def open_session(self, session: Mapping[str, Any], token: Mapping[str, Any]) -> None:
+        """A new session and its first refresh token. On PostgreSQL one statement inserts
+        both (a data-modifying WITH; the token's foreign key is checked at its end), so a
+        sign-in makes one round trip for them; elsewhere, two statements."""
+        queries = _queries()
+        if dialect_of(self.target).name == "postgresql":
+            await queries.insert_session_and_token.execute(
+                self.target, **_new(session, "session_"), **_new(token, "token_")
+            )
+            return
+        await queries.insert_session.execute(self.target, **_new(session))
+        await queries.insert_refresh_token.execute(self.target, **_new(token))
 
     async def add_refresh_token(self, row: Mapping[str, Any]) -> None:
         await _queries().insert_refresh_token.execute(self.target, **_new(row))

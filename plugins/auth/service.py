@@ -30,6 +30,7 @@ from plugins.auth.repository import AuthRepository, HotAuthRepository, StoredCre
 from plugins.auth.revocation import RevokedSessions
 from plugins.auth.schemas import AccountCreated, SessionInfo, SignedIn, Tokens
 from plugins.auth.settings import AuthSettings
+from plugins.auth.sign_in_statements import SignInStatements
 from plugins.auth.throttle import LoginThrottle
 from plugins.auth.tokens import AccessTokens, new_opaque_token, opaque_token_hash
 from plugins.user.api import AccountReader, User, UserDirectory
@@ -83,6 +84,12 @@ class AuthService:
         self.tokens = tokens
         self.revoked = revoked
         self.throttle = throttle
+        # A sign-in in two round trips where the database can (see `sign_in_statements`).
+        self._sign_in = (
+            SignInStatements(accounts)
+            if database.write_engine.dialect.name == "postgresql"
+            else None
+        )
 
     # Signing in
 
@@ -128,23 +135,7 @@ class AuthService:
         rehashed = None
         if self.hasher.needs_rehash(credential.password_hash):
             rehashed = await self.hasher.hash(password)
-        async with self.database.hot_transaction() as transaction:
-            rows = HotAuthRepository(transaction)
-            # The password may have changed while it was being checked (its other sessions
-            # were revoked then): this login must neither open a session nor, by saving a
-            # rehash, bring the old password back.
-            current = await rows.lock_credential(user.id)
-            if current is None or current.changed_at != credential.changed_at:
-                raise invalid_credentials()
-            # Read again under that lock, which revoking every session of a user takes too:
-            # a deactivation or deletion that committed meanwhile has either revoked this
-            # session's siblings already (and shows here) or waits and revokes this one too.
-            user = await self.accounts.active(user.id, within=transaction)
-            if user is None:
-                raise invalid_credentials()
-            if rehashed is not None:
-                await rows.rehash(user.id, rehashed)
-            tokens = await self._open_session(transaction, user, client)
+        user, tokens = await self._open_password_session(user, credential, rehashed, client)
         await self.throttle.succeeded(email)
         return SignedIn(user=user, **tokens.model_dump())
 
@@ -294,6 +285,8 @@ class AuthService:
         """The account (live, active or not; found by email or id) and its credential, read
         from the primary outside any transaction, on one connection."""
         async with self.database.hot_connection() as connection:
+            if email and self._sign_in is not None:
+                return await self._sign_in.account_and_credential(connection, email)
             accounts = self.accounts
             user = await (
                 accounts.live_by_email(email, within=connection)
@@ -303,6 +296,46 @@ class AuthService:
             if user is None:
                 return None, None
             return user, await HotAuthRepository(connection).credential(user.id)
+
+    async def _open_password_session(
+        self, user: User, checked: StoredCredential, rehashed: str | None, client: Client
+    ) -> tuple[User, Tokens]:
+        """A session for a sign-in whose password matched `checked`, unless the password
+        changed or the account stopped being live and active while it was being checked
+        (then 401): the user as it is now, and the session's tokens."""
+        if self._sign_in is not None and rehashed is None:
+            # PostgreSQL: one statement (see `sign_in_statements`).
+            now = utcnow()
+            session_id = new_id(SESSION_ID_PREFIX)
+            expires_at = now + timedelta(seconds=self.settings.session_lifetime)
+            secret, refresh = _refresh_token_for(session_id, now)
+            async with self.database.hot_connection() as connection:
+                current = await self._sign_in.open_session(
+                    connection,
+                    checked=checked,
+                    session=_session_row(session_id, user.id, now, expires_at, client),
+                    token=refresh,
+                )
+            if current is None:
+                raise invalid_credentials()
+            return current, self._tokens(current, session_id, expires_at, secret)
+        async with self.database.hot_transaction() as transaction:
+            rows = HotAuthRepository(transaction)
+            # The password may have changed while it was being checked (its other sessions
+            # were revoked then): this login must neither open a session nor, by saving a
+            # rehash, bring the old password back.
+            locked = await rows.lock_credential(user.id)
+            if locked is None or locked.changed_at != checked.changed_at:
+                raise invalid_credentials()
+            # Read again under that lock, which revoking every session of a user takes too:
+            # a deactivation or deletion that committed meanwhile has either revoked this
+            # session's siblings already (and shows here) or waits and revokes this one too.
+            current = await self.accounts.active(user.id, within=transaction)
+            if current is None:
+                raise invalid_credentials()
+            if rehashed is not None:
+                await rows.rehash(user.id, rehashed)
+            return current, await self._open_session(transaction, current, client)
 
     async def _set_password(
         self,
@@ -344,19 +377,9 @@ class AuthService:
         session_id = new_id(SESSION_ID_PREFIX)
         expires_at = now + timedelta(seconds=self.settings.session_lifetime)
         secret, refresh = _refresh_token_for(session_id, now)
-        rows = HotAuthRepository(target)
-        await rows.add_session(
-            {
-                "id": session_id,
-                "user_id": user.id,
-                "created_at": now,
-                "last_used_at": now,
-                "expires_at": expires_at,
-                "user_agent": _clip(client.user_agent, USER_AGENT_MAX_LENGTH),
-                "ip": _clip(client.ip, IP_MAX_LENGTH),
-            }
+        await HotAuthRepository(target).open_session(
+            _session_row(session_id, user.id, now, expires_at, client), refresh
         )
-        await rows.add_refresh_token(refresh)
         return self._tokens(user, session_id, expires_at, secret)
 
     def _tokens(
@@ -399,6 +422,20 @@ def _refresh_token_for(session_id: str, now: datetime) -> tuple[str, dict[str, A
         "issued_at": now,
     }
     return secret, row
+
+
+def _session_row(
+    session_id: str, user_id: str, now: datetime, expires_at: datetime, client: Client
+) -> dict[str, Any]:
+    return {
+        "id": session_id,
+        "user_id": user_id,
+        "created_at": now,
+        "last_used_at": now,
+        "expires_at": expires_at,
+        "user_agent": _clip(client.user_agent, USER_AGENT_MAX_LENGTH),
+        "ip": _clip(client.ip, IP_MAX_LENGTH),
+    }
 
 
 def _wrong_password() -> ForbiddenError:

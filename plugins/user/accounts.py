@@ -31,10 +31,26 @@ class AccountReads:
     async def live_by_email(
         self, email: str, *, within: HotConnection | None = None
     ) -> User | None:
-        if len(email) > EMAIL_MAX_LENGTH or has_control_characters(email):
+        key = self.email_key(email)
+        if key is None:
             return None  # never stored, so no need to ask
-        key = email_key(email)
         return _user(await hot_reads().live_by_email.first(self._on(within), email_key=key))
+
+    # For statements of other plugins that read the account along with rows of their own
+
+    def email_key(self, email: str) -> str | None:
+        if len(email) > EMAIL_MAX_LENGTH or has_control_characters(email):
+            return None
+        return email_key(email)
+
+    def select_live_by_email(self) -> Any:
+        return hot_reads().live_by_email_select
+
+    def select_active_shared(self) -> Any:
+        return hot_reads().active_shared_select
+
+    def user(self, fields: Mapping[str, Any]) -> User:
+        return User.model_validate(fields)
 
     def _on(self, within: HotConnection | None) -> HotTarget:
         return within if within is not None else self.database.primary_read_engine

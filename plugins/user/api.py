@@ -17,8 +17,9 @@ that is taken; the refused insert ran in a savepoint, so the caller's other work
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -67,6 +68,31 @@ class AccountReader(Protocol):
         self, email: str, *, within: HotConnection | None = None
     ) -> User | None:
         """The live user (active or not) with this email, compared case-insensitively."""
+        ...
+
+    # A plugin whose rows belong to an account (a foreign key to `user.id`) may read the
+    # account with them in one statement of its own, one round trip instead of two: it
+    # embeds one of these selects (as a subquery or a WITH) and turns the account's columns
+    # of the row into a `User`. Each selects every `User` field under its own name, with
+    # its parameters bound by name; the table and its other columns stay private.
+
+    def email_key(self, email: str) -> str | None:
+        """What `select_live_by_email` compares (`:email_key`); None for an email no account
+        can have (too long, control characters), so no need to ask."""
+        ...
+
+    def select_live_by_email(self) -> Any:
+        """SELECT of the live account (active or not) with the email key `:email_key`."""
+        ...
+
+    def select_active_shared(self) -> Any:
+        """SELECT of the live, active account `:user_id`, FOR SHARE (PostgreSQL): a change to
+        the account committed meanwhile is seen (the row is read again once locked), and one
+        that comes later waits for the caller's transaction to end."""
+        ...
+
+    def user(self, fields: Mapping[str, Any]) -> User:
+        """The `User` of a row holding one of these selects' columns."""
         ...
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from sqlalchemy import text
+
 from plugins.auth.passwords import PasswordHasherService
 from tests.plugins.auth.conftest import (
     AUTH,
@@ -73,6 +75,41 @@ async def test_a_login_racing_a_deactivation_leaves_no_session(auth: AuthApp) ->
     assert await live_sessions(auth, user_id) == 0
     await auth.user_service(lambda users: users.set_active(user_id, True))
     assert await live_sessions(auth, user_id) == 0
+
+
+async def waiting_on_a_row_lock(auth: AuthApp) -> None:
+    """Return once some statement of the app waits for a lock (PostgreSQL)."""
+    query = "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
+    while True:
+        if (await auth.rows(query))[0][0]:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_a_login_waits_for_a_deactivation_under_way_and_is_refused(auth: AuthApp) -> None:
+    """Stops a session opened from an account read before a deactivation committed: the
+    sign-in's last step runs while the account row is being changed and not yet committed.
+    It must wait for the change and then refuse; opening the session from the account as it
+    was read would leave a live session on a deactivated account."""
+    user_id = (await auth.signup("ann@example.com"))["user"]["id"]
+    sessions = "SELECT id FROM auth_session WHERE user_id = :u ORDER BY id"
+    before = await auth.rows(sessions, u=user_id)  # the one signup opened
+    engine = auth.app.state.database.write_engine
+    deactivate = text('UPDATE "user" SET is_active = false WHERE id = :user_id')
+    with hasher_of(auth, FirstVerificationWaits) as hasher:
+        login = asyncio.create_task(auth.login("ann@example.com"))
+        await asyncio.wait_for(hasher.held.wait(), SAFETY_NET)
+        async with engine.begin() as change:
+            await change.execute(deactivate, {"user_id": user_id})
+            hasher.release.set()
+            if engine.dialect.name == "postgresql":
+                await asyncio.wait_for(waiting_on_a_row_lock(auth), SAFETY_NET)
+            else:  # SQLite: the login's transaction waits for this one's write lock
+                await asyncio.sleep(0.2)
+        response = await asyncio.wait_for(login, SAFETY_NET)
+
+    assert_problem(response, 401, "auth.invalid_credentials")
+    assert await auth.rows(sessions, u=user_id) == before
 
 
 async def test_of_two_password_changes_at_once_the_second_is_refused(auth: AuthApp) -> None:
