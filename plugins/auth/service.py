@@ -305,20 +305,14 @@ class AuthService:
         (then 401): the user as it is now, and the session's tokens."""
         if self._sign_in is not None and rehashed is None:
             # PostgreSQL: one statement (see `sign_in_statements`).
-            now = utcnow()
-            session_id = new_id(SESSION_ID_PREFIX)
-            expires_at = now + timedelta(seconds=self.settings.session_lifetime)
-            secret, refresh = _refresh_token_for(session_id, now)
+            row, refresh, secret = self._new_session(user.id, client)
             async with self.database.hot_connection() as connection:
                 current = await self._sign_in.open_session(
-                    connection,
-                    checked=checked,
-                    session=_session_row(session_id, user.id, now, expires_at, client),
-                    token=refresh,
+                    connection, checked=checked, session=row, token=refresh
                 )
             if current is None:
                 raise invalid_credentials()
-            return current, self._tokens(current, session_id, expires_at, secret)
+            return current, self._tokens(current, row["id"], row["expires_at"], secret)
         async with self.database.hot_transaction() as transaction:
             rows = HotAuthRepository(transaction)
             # The password may have changed while it was being checked (its other sessions
@@ -373,14 +367,27 @@ class AuthService:
 
     async def _open_session(self, target: HotTarget, user: User, client: Client) -> Tokens:
         """A new session and its first refresh token, inserted in `target`'s transaction."""
+        row, refresh, secret = self._new_session(user.id, client)
+        await HotAuthRepository(target).open_session(row, refresh)
+        return self._tokens(user, row["id"], row["expires_at"], secret)
+
+    def _new_session(
+        self, user_id: str, client: Client
+    ) -> tuple[dict[str, Any], dict[str, Any], str]:
+        """The rows of a new session and its first refresh token, and the token's secret."""
         now = utcnow()
         session_id = new_id(SESSION_ID_PREFIX)
-        expires_at = now + timedelta(seconds=self.settings.session_lifetime)
         secret, refresh = _refresh_token_for(session_id, now)
-        await HotAuthRepository(target).open_session(
-            _session_row(session_id, user.id, now, expires_at, client), refresh
-        )
-        return self._tokens(user, session_id, expires_at, secret)
+        row = {
+            "id": session_id,
+            "user_id": user_id,
+            "created_at": now,
+            "last_used_at": now,
+            "expires_at": now + timedelta(seconds=self.settings.session_lifetime),
+            "user_agent": _clip(client.user_agent, USER_AGENT_MAX_LENGTH),
+            "ip": _clip(client.ip, IP_MAX_LENGTH),
+        }
+        return row, refresh, secret
 
     def _tokens(
         self, user: User, session_id: str, session_expires_at: datetime, refresh_token: str
@@ -422,20 +429,6 @@ def _refresh_token_for(session_id: str, now: datetime) -> tuple[str, dict[str, A
         "issued_at": now,
     }
     return secret, row
-
-
-def _session_row(
-    session_id: str, user_id: str, now: datetime, expires_at: datetime, client: Client
-) -> dict[str, Any]:
-    return {
-        "id": session_id,
-        "user_id": user_id,
-        "created_at": now,
-        "last_used_at": now,
-        "expires_at": expires_at,
-        "user_agent": _clip(client.user_agent, USER_AGENT_MAX_LENGTH),
-        "ip": _clip(client.ip, IP_MAX_LENGTH),
-    }
 
 
 def _wrong_password() -> ForbiddenError:
