@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, StaticPool
 
 from core.db.hot import HotConnection, hot_connection, hot_transaction
+from core.db.pool import FairAsyncQueuePool
 from core.db.unit_of_work import AppSession
 from core.settings import CoreSettings
 
@@ -46,6 +47,7 @@ def _engine_options(url: str, settings: CoreSettings, *, migrations: bool) -> di
             settings.db_statement_timeout or 30.0
         ) + settings.db_connect_timeout
         options.update(
+            poolclass=FairAsyncQueuePool,  # first come, first served (see core.db.pool)
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_pool_timeout,

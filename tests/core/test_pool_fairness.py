@@ -1,0 +1,113 @@
+"""Connections are handed out in the order they were asked for: under load (more requests
+in flight than connections) a request that just arrived never takes a returned
+connection from one that was waiting, which SQLAlchemy's asyncio pool lets it do (and
+then some requests wait for seconds, or get a 503, while the pool turns over quickly)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util.queue import Empty
+
+from core.db.engine import Database
+from core.db.hot import hot_connection
+from core.db.pool import FairQueue
+from core.settings import CoreSettings
+from tests.support.databases import backends
+
+SAFETY_NET = 30  # seconds; a hung test fails instead of hanging, no timing is asserted
+
+
+async def get(queue: FairQueue[str], wait_seconds: float | None = SAFETY_NET) -> str:
+    return await greenlet_spawn(queue.get, True, wait_seconds)
+
+
+async def waiting(queue: FairQueue[str], count: int) -> None:
+    while True:
+        if sum(not waiter.done() for waiter in queue._waiters) >= count:
+            return
+        await asyncio.sleep(0)
+
+
+async def test_a_returned_item_goes_to_the_longest_waiter_not_to_a_newcomer() -> None:
+    queue: FairQueue[str] = FairQueue(2)
+    first = asyncio.create_task(get(queue))
+    await waiting(queue, 1)
+    second = asyncio.create_task(get(queue))
+    await waiting(queue, 2)
+
+    queue.put("a", False)
+    newcomer = asyncio.create_task(get(queue))  # arrives before `first` has run again
+    queue.put("b", False)
+    queue.put("c", False)
+
+    handed = await asyncio.wait_for(asyncio.gather(first, second, newcomer), SAFETY_NET)
+    assert list(handed) == ["a", "b", "c"]
+    assert queue.empty()
+
+
+async def test_an_idle_item_is_taken_at_once_and_an_empty_queue_times_out() -> None:
+    queue: FairQueue[str] = FairQueue(2)
+    queue.put("idle", False)
+    assert await get(queue) == "idle"
+    with pytest.raises(Empty):
+        await greenlet_spawn(queue.get, False)
+    with pytest.raises(Empty):
+        await get(queue, wait_seconds=0.01)
+    queue.put("later", False)  # the timed-out waiter is skipped, the item is kept
+    assert await get(queue) == "later"
+
+
+async def test_an_item_handed_to_a_waiter_that_gave_up_goes_to_the_next() -> None:
+    queue: FairQueue[str] = FairQueue(2)
+    quitter = asyncio.create_task(get(queue))
+    await waiting(queue, 1)
+    patient = asyncio.create_task(get(queue))
+    await waiting(queue, 2)
+
+    queue.put("x", False)  # promised to `quitter`...
+    quitter.cancel()  # ...which is cancelled before it could take it
+    with pytest.raises(asyncio.CancelledError):
+        await quitter
+
+    assert await asyncio.wait_for(patient, SAFETY_NET) == "x"
+
+
+@pytest.mark.parametrize(
+    "database_url", [b for b in backends() if b == "postgresql"], indirect=True
+)
+async def test_pooled_connections_go_to_requests_in_arrival_order(database_url: str) -> None:
+    settings = CoreSettings(env="test", database_url=database_url, db_pool_size=1)
+    database = Database(settings.model_copy(update={"db_max_overflow": 0}))
+    order: list[str] = []
+    engine = database.primary_read_engine
+    try:
+
+        async def waiter(name: str) -> None:
+            async with hot_connection(engine):
+                order.append(name)
+
+        async def holder() -> None:
+            async with hot_connection(engine):
+                order.append("holder")
+                holds.set()
+                await release.wait()
+            # Returned; asking again at once, before any waiter has had a turn to run.
+            async with hot_connection(engine):
+                order.append("holder again")
+
+        holds, release = asyncio.Event(), asyncio.Event()
+        holding = asyncio.create_task(holder())
+        await asyncio.wait_for(holds.wait(), SAFETY_NET)
+        queue = engine.sync_engine.pool._pool  # type: ignore[attr-defined]
+        waiters = [asyncio.create_task(waiter(f"waiter{n}")) for n in range(2)]
+        await waiting(queue, 2)
+
+        release.set()
+        await asyncio.wait_for(asyncio.gather(holding, *waiters), SAFETY_NET)
+
+        assert order == ["holder", "waiter0", "waiter1", "holder again"]
+    finally:
+        await database.dispose()
