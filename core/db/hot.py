@@ -32,7 +32,7 @@ from sqlalchemy import Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
@@ -191,14 +191,20 @@ async def _checked_out(engine: AsyncEngine) -> AsyncIterator[HotConnection]:
     """A connection straight from the engine's pool (asyncpg), given back when done.
 
     The pool's checkout and checkin run as they do under an `AsyncConnection` (its events,
-    the idle ping, reset on return, a new connection when needed), in a greenlet because
-    any of them may talk to the server; what is skipped is the `Connection` built around
-    the checkout, which costs as much again and which no hot statement uses."""
-    pooled = await greenlet_spawn(engine.sync_engine.pool.connect)
+    the idle ping, reset on return, a new connection when needed), in a greenlet when
+    they may talk to the server; what is skipped is the `Connection` built around the
+    checkout, which costs as much again and which no hot statement uses."""
+    pool = engine.sync_engine.pool
+    pooled = await greenlet_spawn(pool.connect)
     try:
         yield HotConnection(engine.dialect, pooled=pooled)
     finally:
-        await greenlet_spawn(pooled.close)
+        if isinstance(pool, QueuePool) and pool.checkedin() < pool.size():
+            # It goes back to the queue (or to a waiter), which says nothing to the server:
+            # no greenlet needed. Only a connection beyond the pool's size is closed.
+            pooled.close()
+        else:
+            await greenlet_spawn(pooled.close)
 
 
 async def _abandon(target: HotConnection, transaction: Any) -> None:

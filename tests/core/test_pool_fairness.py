@@ -111,3 +111,27 @@ async def test_pooled_connections_go_to_requests_in_arrival_order(database_url: 
         assert order == ["holder", "waiter0", "waiter1", "holder again"]
     finally:
         await database.dispose()
+
+
+@pytest.mark.parametrize(
+    "database_url", [b for b in backends() if b == "postgresql"], indirect=True
+)
+async def test_a_connection_beyond_the_pool_size_is_closed_when_given_back(
+    database_url: str,
+) -> None:
+    settings = CoreSettings(env="test", database_url=database_url, db_pool_size=1)
+    database = Database(settings.model_copy(update={"db_max_overflow": 1}))
+    engine = database.primary_read_engine
+    pool = engine.sync_engine.pool
+    try:
+        async with hot_connection(engine) as first, hot_connection(engine) as second:
+            assert pool.checkedout() == 2  # type: ignore[attr-defined]
+        # `second` went back into the pool; `first` found it full and was closed.
+        assert (pool.checkedin(), pool.checkedout()) == (1, 0)  # type: ignore[attr-defined]
+        assert not second.driver.is_closed()
+        assert first.driver.is_closed()
+        async with hot_connection(engine) as again:
+            assert again.driver is second.driver
+            assert await again.driver.fetchval("SELECT 1") == 1
+    finally:
+        await database.dispose()
