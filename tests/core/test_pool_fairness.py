@@ -31,12 +31,18 @@ async def waiting(queue: FairQueue[str], count: int) -> None:
         await asyncio.sleep(0)
 
 
+async def in_line(queue: FairQueue[str], count: int) -> list[asyncio.Task[str]]:
+    """`count` gets that wait on the empty `queue`, in this order."""
+    tasks = []
+    for n in range(count):
+        tasks.append(asyncio.create_task(get(queue)))
+        await waiting(queue, n + 1)
+    return tasks
+
+
 async def test_a_returned_item_goes_to_the_longest_waiter_not_to_a_newcomer() -> None:
     queue: FairQueue[str] = FairQueue(2)
-    first = asyncio.create_task(get(queue))
-    await waiting(queue, 1)
-    second = asyncio.create_task(get(queue))
-    await waiting(queue, 2)
+    first, second = await in_line(queue, 2)
 
     queue.put("a", False)
     newcomer = asyncio.create_task(get(queue))  # arrives before `first` has run again
@@ -62,10 +68,7 @@ async def test_an_idle_item_is_taken_at_once_and_an_empty_queue_times_out() -> N
 
 async def test_an_item_handed_to_a_waiter_that_gave_up_goes_to_the_next() -> None:
     queue: FairQueue[str] = FairQueue(2)
-    quitter = asyncio.create_task(get(queue))
-    await waiting(queue, 1)
-    patient = asyncio.create_task(get(queue))
-    await waiting(queue, 2)
+    quitter, patient = await in_line(queue, 2)
 
     queue.put("x", False)  # promised to `quitter`...
     quitter.cancel()  # ...which is cancelled before it could take it
