@@ -8,10 +8,14 @@ session alive that should have ended.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
+import pytest
+from sqlalchemy import Boolean, Table, column, table, update
 
+from plugins.auth.models import Credential
 from plugins.auth.passwords import PasswordHasherService
 from tests.plugins.auth.conftest import (
     AUTH,
@@ -25,6 +29,8 @@ from tests.plugins.auth.conftest import (
 from tests.support.problems import assert_problem
 
 SAFETY_NET = 30  # seconds; a hung test fails instead of hanging, no timing is asserted
+CredentialTable: Table = Credential.__table__  # type: ignore[attr-defined]
+UserTable = table("user", column("id"), column("is_active", Boolean))  # the user plugin's
 
 
 class FirstVerificationWaits(PasswordHasherService):
@@ -86,21 +92,36 @@ async def waiting_on_a_row_lock(auth: AuthApp) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_a_login_waits_for_a_deactivation_under_way_and_is_refused(auth: AuthApp) -> None:
-    """Stops a session opened from an account read before a deactivation committed: the
-    sign-in's last step runs while the account row is being changed and not yet committed.
-    It must wait for the change and then refuse; opening the session from the account as it
-    was read would leave a live session on a deactivated account."""
+def deactivation(user_id: str) -> Any:
+    return update(UserTable).where(UserTable.c.id == user_id).values(is_active=False)
+
+
+def password_change(user_id: str) -> Any:
+    return (
+        update(CredentialTable)
+        .where(CredentialTable.c.user_id == user_id)
+        .values(password_hash="$argon2id$another", changed_at=datetime.now(UTC))
+    )
+
+
+@pytest.mark.parametrize("change", [deactivation, password_change])
+async def test_a_login_waits_for_a_change_under_way_and_is_refused(
+    auth: AuthApp, change: Callable[[str], Any]
+) -> None:
+    """Stops a session opened from what was read before a change committed: the sign-in's
+    last step runs while the account (a deactivation) or its credential (a password change)
+    is being changed and not yet committed. It must wait for the change and then refuse;
+    opening the session from the rows as they were read would leave a live session on a
+    deactivated account, or one signed in with a password that no longer exists."""
     user_id = (await auth.signup("ann@example.com"))["user"]["id"]
     sessions = "SELECT id FROM auth_session WHERE user_id = :u ORDER BY id"
     before = await auth.rows(sessions, u=user_id)  # the one signup opened
     engine = auth.app.state.database.write_engine
-    deactivate = text('UPDATE "user" SET is_active = false WHERE id = :user_id')
     with hasher_of(auth, FirstVerificationWaits) as hasher:
         login = asyncio.create_task(auth.login("ann@example.com"))
         await asyncio.wait_for(hasher.held.wait(), SAFETY_NET)
-        async with engine.begin() as change:
-            await change.execute(deactivate, {"user_id": user_id})
+        async with engine.begin() as transaction:
+            await transaction.execute(change(user_id))
             hasher.release.set()
             if engine.dialect.name == "postgresql":
                 await asyncio.wait_for(waiting_on_a_row_lock(auth), SAFETY_NET)
