@@ -73,8 +73,9 @@ class AccountReader(Protocol):
     # A plugin whose rows belong to an account (a foreign key to `user.id`) may read the
     # account with them in one statement of its own, one round trip instead of two: it
     # embeds one of these selects (as a subquery or a WITH) and turns the account's columns
-    # of the row into a `User`. Each selects every `User` field under its own name, with
-    # its parameters bound by name; the table and its other columns stay private.
+    # of the row into a `User`. Each selects every `User` field under its own name (and the
+    # email key, which `user()` ignores), with its parameters bound by name; the table and
+    # its model stay private.
 
     def email_key(self, email: str) -> str | None:
         """What `select_live_by_email` compares (`:email_key`); None for an email no account
