@@ -18,6 +18,8 @@ TARGETS = {
     "courtyard": ["core.app:create_app", "--factory"],
     "reference": ["bench.reference.app:app"],
     "floor": ["bench.floor.app:app"],
+    # `bench.threads --hash-stubbed` only: Courtyard without argon2's cost.
+    "courtyard-stubbed-hash": ["bench.stubbed_hash:create_app", "--factory"],
 }
 
 
