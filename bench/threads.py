@@ -48,6 +48,8 @@ def threads(pid: int) -> dict[str, ThreadTimes]:
         stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
         on_cpu, waited, _ = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        if tid == str(pid):  # the main thread runs uvicorn's event loop
+            name = "event loop"
         fields = stat[stat.rindex(")") + 2 :].split()
         switches = {}
         for line in Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines():
