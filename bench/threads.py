@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
             result = run_wrk(url, scenario, args.seconds)
             after = threads(pid)
     count = max(result.requests, 1)
-    print(f"{args.app} {scenario.name}: {result.rps:.1f} req/s, {result.requests} requests")
+    print(f"{served} {scenario.name}: {result.rps:.1f} req/s, {result.requests} requests")
     print(
         "thread           on-CPU ms  user ms  sys ms  waited ms  wake-ups  preempted"
         "   (per request)"
