@@ -1,6 +1,7 @@
 """Per-request cost without sockets: drive an app's ASGI callable directly.
 
     python -m bench.inprocess courtyard users_me,users_list [--requests 3000] [--concurrency 8]
+    python -m bench.inprocess courtyard auth_login --hash-stubbed
 
 For profiling and for before/after comparisons of one change: no uvicorn, no HTTP parsing,
 no wrk, so what is left is the app's own work (and the database's). Prints requests per
@@ -56,7 +57,11 @@ async def seeded_ids(url: str) -> dict[str, str] | None:
         await conn.close()
 
 
-def load_app(name: str) -> ASGI:
+def load_app(name: str, hash_stubbed: bool = False) -> ASGI:
+    if name == "courtyard" and hash_stubbed:
+        from bench.stubbed_hash import create_app as create_stubbed
+
+        return create_stubbed()
     if name == "courtyard":
         from core.app import create_app
 
@@ -142,7 +147,7 @@ async def measure(
 
 
 async def main(args: Any, env: dict[str, str], ids: dict[str, str]) -> None:
-    app = load_app(args.app)
+    app = load_app(args.app, args.hash_stubbed)
     router = getattr(app, "router", None)
     lifespan = router.lifespan_context(app) if router is not None else None
     if lifespan is not None:
@@ -164,9 +169,16 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seed", action="store_true", help="recreate and seed the database")
     parser.add_argument(
+        "--hash-stubbed",
+        action="store_true",
+        help="courtyard with argon2 answering at once (bench.stubbed_hash): login without the hash",
+    )
+    parser.add_argument(
         "--server", default=os.environ.get("BENCH_POSTGRES", "postgres@127.0.0.1:5432")
     )
     args = parser.parse_args(argv)
+    if args.hash_stubbed and args.app != "courtyard":
+        parser.error("--hash-stubbed is for courtyard only")
     settings = AuthSettings()
     env = app_env(args.server, Path(tempfile.mkdtemp()), settings)
     os.environ.update(env)

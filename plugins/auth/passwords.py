@@ -99,6 +99,10 @@ class PasswordHasherService:
 
     def needs_rehash(self, password_hash: str) -> bool:
         """True when the hash was made with other parameters than the configured ones."""
+        if self._dummy is not None and _same_parameters(password_hash, self._dummy):
+            # Its parameters read the same as those of the hash made at startup: no need
+            # for argon2's own check, which parses them (on every sign-in).
+            return False
         try:
             return self._hasher.check_needs_rehash(password_hash)
         except InvalidHashError:
@@ -123,3 +127,17 @@ class PasswordHasherService:
             return self._hasher.verify(password_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
+
+
+def _same_parameters(password_hash: str, reference: str) -> bool:
+    """Whether two PHC strings (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`) have the same type,
+    version, parameters and salt and hash lengths."""
+    head, _, digest = password_hash.rpartition("$")
+    parameters, _, salt = head.rpartition("$")
+    known_head, _, known_digest = reference.rpartition("$")
+    known_parameters, _, known_salt = known_head.rpartition("$")
+    return (
+        parameters == known_parameters
+        and len(salt) == len(known_salt)
+        and len(digest) == len(known_digest)
+    )

@@ -15,6 +15,7 @@ exactly like known ones (the limit reveals nothing about which accounts exist).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -92,9 +93,12 @@ def account_key(account: str) -> str:
     return hashlib.sha256(account.strip().lower().encode("utf-8", "replace")).hexdigest()
 
 
+@functools.lru_cache(maxsize=4096)
 def client_network(ip: str) -> str:
     """What one client controls: an IPv4 address, or an IPv6 /64 (one host is usually
-    given a whole /64, so counting single IPv6 addresses would let it take fresh ones)."""
+    given a whole /64, so counting single IPv6 addresses would let it take fresh ones).
+    Remembered for the last few thousand addresses: parsing one is most of a throttle
+    check's Python."""
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:

@@ -26,7 +26,7 @@ from sqlalchemy.pool import NullPool
 from ulid import ULID
 
 from core.app import create_app
-from core.db.ids import ID_PATTERN, is_valid_id, new_id
+from core.db.ids import ID_PATTERN, _UlidClock, is_valid_id, new_id
 from core.db.model import UTCDateTime
 from tests.conftest import make_settings, migrate, running
 from tests.support.databases import backends, fresh_database
@@ -363,10 +363,32 @@ def test_new_id_is_a_valid_prefixed_ulid() -> None:
 def test_new_ids_are_unique_and_sort_by_creation_time() -> None:
     ids = [new_id("x") for _ in range(2000)]
     assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)  # many share a millisecond: still in creation order
     earlier = new_id("x")
     time.sleep(0.002)
     later = new_id("x")
     assert earlier < later
+
+
+def test_new_ids_are_ulids_of_the_current_time() -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    decoded = ULID.from_str(new_id("x").removeprefix("x_"))  # an independent decoder
+    assert before <= decoded.datetime <= datetime.now(UTC)
+
+
+def test_ids_keep_increasing_within_a_millisecond_and_when_the_clock_steps_back() -> None:
+    now = [1_700_000_000_123_456_789]
+    clock = _UlidClock(lambda: now[0])
+    first, second = clock.next(), clock.next()
+    assert int(ULID.from_str(second)) == int(ULID.from_str(first)) + 1
+    assert ULID.from_str(first).milliseconds == 1_700_000_000_123
+    now[0] -= 5_000_000_000  # NTP stepped the clock 5 s back
+    third = clock.next()
+    assert int(ULID.from_str(third)) == int(ULID.from_str(second)) + 1
+    now[0] += 10_000_000_000
+    fourth = clock.next()
+    assert ULID.from_str(fourth).milliseconds == 1_700_000_005_123  # fresh randomness
+    assert first < second < third < fourth
 
 
 @pytest.mark.parametrize(

@@ -115,6 +115,25 @@ async def test_hashes_with_weaker_parameters_need_rehashing() -> None:
     assert stronger.needs_rehash("garbage")
 
 
+async def test_the_rehash_check_reads_every_parameter_once_started() -> None:
+    hasher = PasswordHasherService(settings())
+    await hasher.prepare()  # as at startup: the hash it compares against exists
+    current = await hasher.hash("correct horse battery staple")
+    assert not hasher.needs_rehash(current)
+    _kind, version, parameters, salt, digest = current.removeprefix("$").split("$")
+    others = [
+        current.replace("$argon2id$", "$argon2i$"),
+        current.replace(f"${version}$", "$v=16$"),
+        current.replace(f"${parameters}$", "$m=19456,t=3,p=1$"),
+        current.replace(f"${parameters}$", "$m=65536,t=2,p=1$"),
+        current.replace(f"${salt}$", f"${salt}AAAA$"),  # a longer salt
+        current.removesuffix(digest) + digest[:-2],  # a shorter hash
+        "garbage",
+    ]
+    for other in others:
+        assert hasher.needs_rehash(other), other
+
+
 async def test_the_dummy_verification_does_the_work_and_never_matches() -> None:
     hasher = PasswordHasherService(settings())
     calls: list[str] = []

@@ -184,11 +184,12 @@ def test_an_unusable_private_key_is_a_configuration_error(key: str) -> None:
 def test_a_token_accepted_before_is_refused_once_it_expires() -> None:
     """Verified tokens are remembered, but their expiry is checked on every use."""
     issuer = tokens()
-    now = datetime.now(UTC)
-    token = issuer.issue(USER, SESSION, frozenset({"user"}), not_after=now + timedelta(seconds=1))
+    # `exp` is in whole seconds: end on one 1-2 s ahead, so the token is valid at first.
+    not_after = datetime.fromtimestamp(int(time.time()) + 2, UTC)
+    token = issuer.issue(USER, SESSION, frozenset({"user"}), not_after=not_after)
     assert issuer.decode(token).user_id == USER
     assert issuer.decode(token).user_id == USER  # the remembered verification
-    time.sleep(max(0.0, (now + timedelta(seconds=1.05) - datetime.now(UTC)).total_seconds()))
+    time.sleep(max(0.0, not_after.timestamp() + 0.05 - time.time()))
     with pytest.raises(InvalidTokenError, match="expired"):
         issuer.decode(token)
     with pytest.raises(InvalidTokenError, match="expired"):
