@@ -24,15 +24,23 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]
 _PAIR_SHIFTS = tuple(range(120, -1, -10))
 _RANDOM_BITS = 80
+_STEP_BITS = 40
 
 
 class _UlidClock:
-    """ULIDs that increase strictly within this process: a new millisecond gets fresh
-    randomness, a second id in the same millisecond (or after the clock stepped back) the
-    previous one plus one, as the ULID spec's monotonic generation does."""
+    """ULIDs that increase strictly within this process. A new millisecond gets 80 fresh
+    random bits. An id later in the same millisecond, or while the clock is behind the last
+    id (NTP stepped it back), is the last one plus a random step of 1 to 2**40: still in
+    creation order, and not guessable from the one before (the ULID spec's monotonic mode
+    adds 1). Random bits that run over carry into the timestamp."""
 
-    def __init__(self, now_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        now_ns: Callable[[], int] = time.time_ns,
+        randomness: Callable[[int], bytes] = os.urandom,
+    ) -> None:
         self._now_ns = now_ns
+        self._randomness = randomness
         self._lock = threading.Lock()
         self._last = 0
 
@@ -40,9 +48,9 @@ class _UlidClock:
         now = self._now_ns() // 1_000_000 << _RANDOM_BITS
         with self._lock:
             if now > self._last:
-                value = now | int.from_bytes(os.urandom(_RANDOM_BITS // 8), "big")
+                value = now | int.from_bytes(self._randomness(_RANDOM_BITS // 8), "big")
             else:
-                value = self._last + 1  # a full randomness carries into the timestamp
+                value = self._last + 1 + int.from_bytes(self._randomness(_STEP_BITS // 8), "big")
             self._last = value
         # 128 bits as 26 digits, the first holding 2 zero bits on top and 3 of the id.
         return "".join([_PAIRS[value >> shift & 1023] for shift in _PAIR_SHIFTS])

@@ -86,6 +86,7 @@ class PasswordHasherService:
             type=Type.ID,
         )
         self._dummy: str | None = None
+        self._current: tuple[str, int, int] | None = None  # the dummy's `_parameters_of`
         self._threads = ThreadPoolExecutor(usable_cpus(), thread_name_prefix="argon2")
 
     async def hash(self, password: str) -> str:
@@ -99,7 +100,7 @@ class PasswordHasherService:
 
     def needs_rehash(self, password_hash: str) -> bool:
         """True when the hash was made with other parameters than the configured ones."""
-        if self._dummy is not None and _same_parameters(password_hash, self._dummy):
+        if self._current is not None and _parameters_of(password_hash) == self._current:
             # Its parameters read the same as those of the hash made at startup: no need
             # for argon2's own check, which parses them (on every sign-in).
             return False
@@ -113,6 +114,7 @@ class PasswordHasherService:
         login that hashed *and* verified would take longer than a wrong password."""
         if self._dummy is None:
             self._dummy = await self._in_thread(self._hasher.hash, "courtyard dummy password")
+            self._current = _parameters_of(self._dummy)
 
     async def verify_dummy(self, password: str) -> bool:
         """Spend the time of a real verification, for an account that does not exist, so the
@@ -129,15 +131,9 @@ class PasswordHasherService:
             return False
 
 
-def _same_parameters(password_hash: str, reference: str) -> bool:
-    """Whether two PHC strings (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`) have the same type,
-    version, parameters and salt and hash lengths."""
+def _parameters_of(password_hash: str) -> tuple[str, int, int]:
+    """A PHC string's (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`) type, version and parameters
+    as written, and the lengths of its salt and hash."""
     head, _, digest = password_hash.rpartition("$")
     parameters, _, salt = head.rpartition("$")
-    known_head, _, known_digest = reference.rpartition("$")
-    known_parameters, _, known_salt = known_head.rpartition("$")
-    return (
-        parameters == known_parameters
-        and len(salt) == len(known_salt)
-        and len(digest) == len(known_digest)
-    )
+    return parameters, len(salt), len(digest)

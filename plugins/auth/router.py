@@ -84,8 +84,9 @@ def build_router(container: Any) -> APIRouter:
 
     # Sign-in and refresh, the hot routes, take the service from the container and the
     # client from the request themselves: each dependency FastAPI solves costs about 5% of
-    # a sign-in's CPU outside the hash (counted in instructions, see docs/performance.md).
-    # Tests still override `container.service`.
+    # a sign-in's instructions besides the hash (docs/performance.md). Overriding the
+    # container's providers still reaches them; `dependency_overrides[client_of]` does
+    # not (the client's address comes from the server: uvicorn's `--proxy-headers`).
 
     @router.post("/login", response_model=SignedIn, responses=problem_responses(400, 401, 403, 429))
     async def login(data: LoginRequest, request: Request) -> SignedIn:

@@ -115,11 +115,23 @@ async def test_hashes_with_weaker_parameters_need_rehashing() -> None:
     assert stronger.needs_rehash("garbage")
 
 
-async def test_the_rehash_check_reads_every_parameter_once_started() -> None:
+async def test_the_rehash_check_reads_every_parameter_once_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     hasher = PasswordHasherService(settings())
     await hasher.prepare()  # as at startup: the hash it compares against exists
     current = await hasher.hash("correct horse battery staple")
+    parsed: list[str] = []
+    argon2 = hasher._hasher
+
+    class CountingHasher:
+        def check_needs_rehash(self, password_hash: str) -> bool:
+            parsed.append(password_hash)
+            return argon2.check_needs_rehash(password_hash)
+
+    monkeypatch.setattr(hasher, "_hasher", CountingHasher())
     assert not hasher.needs_rehash(current)
+    assert parsed == []  # answered without argon2's parsing
     _kind, version, parameters, salt, digest = current.removeprefix("$").split("$")
     others = [
         current.replace("$argon2id$", "$argon2i$"),
@@ -132,6 +144,7 @@ async def test_the_rehash_check_reads_every_parameter_once_started() -> None:
     ]
     for other in others:
         assert hasher.needs_rehash(other), other
+    assert parsed == others  # each left to argon2's own check
 
 
 async def test_the_dummy_verification_does_the_work_and_never_matches() -> None:
