@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import database
+from bench import database, stubbed_hash
 from bench.config import ADMIN_EMAIL, PORT, SCENARIOS, Scenario
 from bench.run import DB_NAME, app_env
 from plugins.auth.settings import AuthSettings
@@ -59,9 +59,7 @@ async def seeded_ids(url: str) -> dict[str, str] | None:
 
 def load_app(name: str, hash_stubbed: bool = False) -> ASGI:
     if name == "courtyard" and hash_stubbed:
-        from bench.stubbed_hash import create_app as create_stubbed
-
-        return create_stubbed()
+        return stubbed_hash.create_app()
     if name == "courtyard":
         from core.app import create_app
 
@@ -168,17 +166,12 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seed", action="store_true", help="recreate and seed the database")
-    parser.add_argument(
-        "--hash-stubbed",
-        action="store_true",
-        help="courtyard with argon2 answering at once (bench.stubbed_hash): login without the hash",
-    )
+    stubbed_hash.add_option(parser)
     parser.add_argument(
         "--server", default=os.environ.get("BENCH_POSTGRES", "postgres@127.0.0.1:5432")
     )
     args = parser.parse_args(argv)
-    if args.hash_stubbed and args.app != "courtyard":
-        parser.error("--hash-stubbed is for courtyard only")
+    stubbed_hash.check_option(parser, args)
     settings = AuthSettings()
     env = app_env(args.server, Path(tempfile.mkdtemp()), settings)
     os.environ.update(env)

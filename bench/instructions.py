@@ -24,6 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench import stubbed_hash
 from bench.config import SCENARIOS
 
 # bench.inprocess measures a tenth of --requests for login (argon2-bound) and all of them
@@ -62,10 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     # request, and that work would not cancel out.
     counted_scenarios = [s.name for s in SCENARIOS if not s.refresh_tokens]
     parser.add_argument("scenario", choices=counted_scenarios)
-    parser.add_argument("--hash-stubbed", action="store_true", help="as bench.inprocess")
+    stubbed_hash.add_option(parser)
     args = parser.parse_args(argv)
-    if args.hash_stubbed and args.app != "courtyard":
-        parser.error("--hash-stubbed is for courtyard only")
+    stubbed_hash.check_option(parser, args)
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed (apt-get install valgrind)")
     with tempfile.TemporaryDirectory() as scratch:

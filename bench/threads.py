@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import stubbed_hash
 from bench.config import PORT, SCENARIOS
 from bench.load import run_wrk
 from bench.run import app_env
@@ -73,9 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("app", choices=("courtyard", "reference", "floor"))
     parser.add_argument("scenario", choices=[s.name for s in SCENARIOS])
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument(
-        "--hash-stubbed", action="store_true", help="Courtyard with argon2 answering at once"
-    )
+    stubbed_hash.add_option(parser)
     parser.add_argument(
         "--server", default=os.environ.get("BENCH_POSTGRES", "postgres@127.0.0.1:5432")
     )
@@ -83,8 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     scenario = next(s for s in SCENARIOS if s.name == args.scenario)
     if scenario.auth or scenario.refresh_tokens:
         parser.error("only scenarios without tokens to prepare (health_live, auth_login)")
-    if args.hash_stubbed and args.app != "courtyard":
-        parser.error("--hash-stubbed is for courtyard only")
+    stubbed_hash.check_option(parser, args)
     served = "courtyard-stubbed-hash" if args.hash_stubbed else args.app
     url = f"http://127.0.0.1:{PORT}"
     with tempfile.TemporaryDirectory() as folder:
