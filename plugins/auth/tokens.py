@@ -17,13 +17,13 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, StrictStr, ValidationError
 
 from plugins.auth.settings import AuthSettings
 
@@ -47,6 +47,28 @@ class AccessClaims:
     roles: frozenset[str]
     token_id: str
     expires_at: datetime
+
+
+# A NumericDate as this app writes it: whole seconds since the epoch, within what a
+# datetime can hold (up to 9999-12-31T23:59:59Z).
+EpochSeconds = Annotated[StrictInt, Field(ge=0, le=253_402_300_799)]
+
+
+class _Claims(BaseModel):
+    """The shape of an access token's claims, checked strictly once PyJWT has verified the
+    signature, audience, issuer and times: the signature says who wrote the claims, not
+    that their types are right (`"exp": "1700000000"` passes PyJWT's checks, which take
+    anything `int()` accepts). `iss` and `aud` are PyJWT's to check."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    sub: StrictStr
+    sid: StrictStr
+    jti: StrictStr
+    typ: StrictStr
+    roles: list[StrictStr]
+    exp: EpochSeconds
+    iat: EpochSeconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,19 +195,19 @@ class AccessTokens:
             )
         except jwt.PyJWTError as exc:
             raise InvalidTokenError(str(exc)) from None
-        if claims["typ"] != ACCESS:
-            raise InvalidTokenError(f"not an access token (typ={claims['typ']!r})")
-        roles = claims["roles"]
-        if not (isinstance(roles, list) and all(isinstance(r, str) for r in roles)):
-            raise InvalidTokenError("roles must be a list of strings")
-        if not all(isinstance(claims[c], str) for c in ("sub", "sid", "jti")):
-            raise InvalidTokenError("sub, sid and jti must be strings")
+        try:
+            checked = _Claims.model_validate(claims)
+        except ValidationError as exc:
+            wrong = ", ".join(sorted({str(error["loc"][0]) for error in exc.errors()}))
+            raise InvalidTokenError(f"claims of the wrong type or range: {wrong}") from None
+        if checked.typ != ACCESS:
+            raise InvalidTokenError(f"not an access token (typ={checked.typ!r})")
         return AccessClaims(
-            user_id=claims["sub"],
-            session_id=claims["sid"],
-            roles=frozenset(roles),
-            token_id=claims["jti"],
-            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            user_id=checked.sub,
+            session_id=checked.sid,
+            roles=frozenset(checked.roles),
+            token_id=checked.jti,
+            expires_at=datetime.fromtimestamp(checked.exp, UTC),
         )
 
     def jwks(self) -> dict[str, Any] | None:

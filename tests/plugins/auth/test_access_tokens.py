@@ -307,6 +307,66 @@ async def test_an_eddsa_app_accepts_only_its_own_eddsa_signatures(
         assert (await app.me(resigned)).status_code == 200  # control: the real key works
 
 
+def _later(seconds: int) -> int:
+    return int(time.time()) + seconds
+
+
+# Claims of the wrong type or shape, each in a token the app's own key signed.
+MISTYPED_CLAIMS: dict[str, Any] = {
+    "exp-numeric-string": _with(exp=str(_later(600))),
+    "exp-float-string": _with(exp=f"{_later(600)}.5"),
+    "exp-list": _with(exp=[_later(600)]),
+    "exp-object": _with(exp={"at": _later(600)}),
+    "exp-bool": _with(exp=True),
+    "exp-huge": _with(exp=10**30),
+    "exp-past-year-9999": _with(exp=253402300800),
+    "exp-negative-huge": _with(exp=-(10**30)),
+    "exp-infinity": _with(exp=float("inf")),
+    "exp-nan": _with(exp=float("nan")),
+    "iat-numeric-string": _with(iat=str(int(time.time()))),
+    "iat-list": _with(iat=[int(time.time())]),
+    "iat-huge": _with(iat=10**30),
+    "iat-negative-huge": _with(iat=-(10**30)),
+    "roles-string": _with(roles="admin"),
+    "roles-numbers": _with(roles=[1, 2]),
+    "roles-nested": _with(roles=[["admin"]]),
+    "roles-object": _with(roles={"admin": True}),
+    "roles-null": _with(roles=None),
+    "sub-number": _with(sub=12345),
+    "sub-list": _with(sub=["usr_1"]),
+    "sub-huge": _with(sub=10**40),
+    "sid-number": _with(sid=7),
+    "sid-object": _with(sid={"id": "x"}),
+    "sid-null": _with(sid=None),
+    "jti-number": _with(jti=1),
+    "typ-list": _with(typ=["access"]),
+    "iss-list": _with(iss=["courtyard"]),
+}
+
+
+async def test_a_validly_signed_token_with_mistyped_claims_is_a_401_not_a_500(
+    auth_app: AuthAppFactory,
+) -> None:
+    """Stops a crash on claims the signature vouches for but whose types are wrong (a
+    numeric string as `exp` was a 500): whoever holds the signing key, or a bug in another
+    issuer sharing it, must not be able to break the server. Signed with the app's own
+    Ed25519 key and `kid`, so only the claim's type or size is at fault."""
+    async with auth_app(jwt_private_key=pem(ED25519)) as app:
+        signed_in = await app.signup("mistyped@example.com")
+        claims = claims_of(signed_in["access_token"])
+        kid = jwt.get_unverified_header(signed_in["access_token"])["kid"]
+
+        for case, change in MISTYPED_CLAIMS.items():
+            # Signed as raw JSON: `jwt.encode` itself refuses some of these shapes.
+            payload = json.dumps(change(claims)).encode()
+            forged = jwt.PyJWS().encode(payload, ED25519, "EdDSA", headers={"kid": kid})
+            response = await app.me(forged)
+            assert response.status_code == 401, (case, response.text)
+            assert_unauthorized(response)
+        resigned = jwt.encode(claims, ED25519, "EdDSA", headers={"kid": kid})
+        assert (await app.me(resigned)).status_code == 200  # control: the claims as issued
+
+
 def _thumbprint(jwk: dict[str, Any], members: tuple[str, ...]) -> str:
     """RFC 7638, computed here independently of the plugin."""
     canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
