@@ -5,11 +5,10 @@ No `from __future__ import annotations` here: FastAPI must see the route signatu
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request, Response
 
 from core.db import Page, PageParams, page_params
-from core.errors import NotFoundError, problem_responses
+from core.errors import AppError, NotFoundError, problem_responses
 from core.identity import CurrentPrincipal
 from core.openapi_links import operation_link, with_links
 from plugins.auth.oauth.routes import add_oauth_routes
@@ -25,11 +24,12 @@ from plugins.auth.schemas import (
     Tokens,
 )
 from plugins.auth.service import AuthService, Client
+from plugins.auth.token_grant import as_token_error, password_grant
 
 
 def client_from(request: Request) -> Client:
-    """The caller's address (as the server sees it: run uvicorn with `--proxy-headers`
-    behind a proxy) and user agent."""
+    """The caller's address (the connection's peer, or the client a peer listed in
+    COURTYARD_FORWARDED_ALLOW_IPS forwards) and user agent."""
     return Client(
         ip=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
@@ -98,14 +98,28 @@ def build_router(container: Any) -> APIRouter:
         "/token",
         name="auth_token",
         response_model=SignedIn,
-        responses=problem_responses(400, 401, 403, 429),
+        responses=problem_responses(400, 429),
     )
     async def token(
-        form: Annotated[OAuth2PasswordRequestForm, Depends()], auth: Auth, client: ClientInfo
+        auth: Auth,
+        client: ClientInfo,
+        response: Response,
+        grant_type: Annotated[str | None, Form(description="`password` (may be left out)")] = None,
+        username: Annotated[str | None, Form(description="The account's email")] = None,
+        password: Annotated[str | None, Form(json_schema_extra={"format": "password"})] = None,
+        scope: Annotated[str, Form(description="Ignored: tokens carry the account's roles")] = "",
     ) -> SignedIn:
-        """OAuth2 password flow (form fields `username` = email, `password`), for Swagger's
-        Authorize button and OAuth2 clients. Same rules as `/login`."""
-        return await auth.login(form.username, form.password, client)
+        """OAuth2 password grant (form fields `username` = email, `password`), for Swagger's
+        Authorize button and OAuth2 clients. Same rules as `/login`; errors are 400s with
+        the RFC 6749 `error` member (`invalid_request`, `unsupported_grant_type`,
+        `invalid_grant`) besides the problem details; 429 when throttled."""
+        email, secret = password_grant(grant_type, username, password)
+        try:
+            signed_in = await auth.login(email, secret, client)
+        except AppError as error:
+            raise as_token_error(error) from None
+        response.headers["Cache-Control"] = "no-store"  # RFC 6749 §5.1
+        return signed_in
 
     @router.post("/refresh", response_model=Tokens, responses=problem_responses(400, 401))
     async def refresh(data: RefreshRequest) -> Tokens:

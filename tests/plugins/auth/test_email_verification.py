@@ -325,7 +325,7 @@ async def test_requiring_verified_emails_holds_sign_in_until_the_address_is_veri
         form = await auth.client.post(
             f"{AUTH}/token", data={"username": "ann@example.com", "password": PASSWORD}
         )
-        assert_problem(form, 403, "auth.email_not_verified")
+        assert assert_problem(form, 400, "auth.email_not_verified")["error"] == "invalid_grant"
         wrong = await auth.login("ann@example.com", "not the password at all")
         unknown = await auth.login("nobody@example.com", PASSWORD)
         for response in (wrong, unknown):

@@ -391,25 +391,78 @@ async def test_an_unknown_email_costs_the_same_argon2_verification(auth: AuthApp
 
 async def test_the_oauth2_token_form_signs_in_like_login(auth: AuthApp) -> None:
     """Swagger's Authorize button and OAuth2 clients use `/token`: it must issue the same
-    tokens, and refuse a wrong password with the same 401 (no second, weaker door)."""
+    tokens (never cached, RFC 6749 §5.1), and refuse a wrong password for the same reasons
+    as /login (no second, weaker door), in the shape OAuth2 clients read (§5.2): 400
+    `invalid_grant`, with the same problem details as /login's 401 besides."""
     await auth.signup("ann@example.com")
     token_url = f"{AUTH}/token"
 
     ok = await auth.client.post(
-        token_url, data={"username": "ANN@example.com", "password": PASSWORD}
+        token_url,
+        data={"grant_type": "password", "username": "ANN@example.com", "password": PASSWORD},
     )
     bad = await auth.client.post(
         token_url, data={"username": "ann@example.com", "password": NEW_PASSWORD}
     )
+    unknown = await auth.client.post(
+        token_url, data={"username": "nobody@example.com", "password": PASSWORD}
+    )
     via_login = await auth.login("ann@example.com", NEW_PASSWORD)
 
     assert ok.status_code == 200, ok.text
+    assert ok.headers["cache-control"] == "no-store"
     assert_signed_in(ok.json())
     assert (await auth.client.get(ME, headers=bearer(ok.json()))).status_code == 200
-    bad_body = assert_problem(bad, 401, "auth.invalid_credentials")
     login_body = assert_problem(via_login, 401, "auth.invalid_credentials")
-    assert without_request_identity(bad_body) == without_request_identity(login_body)
-    assert bad.headers.get("www-authenticate") == via_login.headers.get("www-authenticate")
+    for refused in (bad, unknown):
+        body = assert_problem(refused, 400, "auth.invalid_credentials")
+        assert body["error"] == "invalid_grant"
+        assert body["error_description"] == body["detail"] == login_body["detail"]
+        assert "access_token" not in body
+
+
+@pytest.mark.parametrize(
+    ("form", "error", "fields"),
+    [
+        ({"grant_type": "client_credentials"}, "unsupported_grant_type", None),
+        ({"grant_type": "authorization_code", "code": "x"}, "unsupported_grant_type", None),
+        ({"username": "ann@example.com"}, "invalid_request", ["password"]),
+        ({"password": PASSWORD}, "invalid_request", ["username"]),
+        ({"username": "", "password": ""}, "invalid_request", ["username", "password"]),
+        ({}, "invalid_request", ["username", "password"]),
+    ],
+    ids=["client-credentials", "authorization-code", "no-password", "no-username", "empty", "none"],
+)
+async def test_a_token_request_that_is_no_password_grant_is_an_oauth_400(
+    auth: AuthApp, form: dict[str, str], error: str, fields: list[str] | None
+) -> None:
+    """Stops OAuth2 clients getting a 422 they cannot read: a grant this endpoint does not
+    issue is `unsupported_grant_type`, a missing field `invalid_request` naming it (RFC
+    6749 §5.2), with the problem details besides; a password never reaches the service."""
+    full = {"grant_type": "password", "username": "ann@example.com", "password": PASSWORD}
+    sent = {**full, **form} if error == "unsupported_grant_type" else form
+
+    response = await auth.client.post(f"{AUTH}/token", data=sent)
+
+    body = assert_problem(response, 400, f"auth.{error}")
+    assert body["error"] == error
+    assert body["error_description"] == body["detail"]
+    if fields is not None:
+        assert [e["field"] for e in body["errors"]] == fields
+        for field in fields:
+            assert field in body["detail"]
+
+
+async def test_a_json_body_at_the_token_endpoint_is_an_invalid_request(auth: AuthApp) -> None:
+    """The token endpoint takes a form (RFC 6749 §4.3.2); JSON there is a missing form,
+    answered as `invalid_request`, not a 422 or a sign-in."""
+    await auth.signup("ann@example.com")
+    sent = {"grant_type": "password", "username": "ann@example.com", "password": PASSWORD}
+
+    response = await auth.client.post(f"{AUTH}/token", json=sent)
+
+    body = assert_problem(response, 400, "auth.invalid_request")
+    assert body["error"] == "invalid_request"
 
 
 async def test_the_openapi_document_offers_the_password_flow(auth: AuthApp) -> None:
