@@ -24,18 +24,21 @@ def build_cli(container: Any) -> typer.Typer:
         ctx: typer.Context,
         email: str,
         password: Annotated[
-            str,
+            str | None,
             typer.Option(
-                prompt="New password",
-                hide_input=True,
-                confirmation_prompt=True,
                 help="Asked for when not given (typed without echo). Prefer the prompt: "
                 "a password on the command line lands in the shell history.",
+                show_default=False,
             ),
-        ],
+        ] = None,
     ) -> None:
         """Set the password of the user with EMAIL and end all of their sessions."""
         context: CliContext = ctx.obj
+        if password is None:
+            # Asked only once the account is known to exist: a typo in EMAIL fails at once,
+            # not after the new password was typed twice.
+            context.run(container.service().account_by_email(email))
+            password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
         user = context.run(container.service().set_password(email, password))
         typer.echo(f"password set for {user.email}; every session of theirs has ended")
 

@@ -117,8 +117,11 @@ class AuthService:
         """Tokens for the right email and password of an active account; the same 401 for
         every other case, after the same amount of work."""
         self.policy.check_length(password)
-        await self.throttle.attempt(email, client.ip)
+        # Read before counting: a sign-in the database cannot answer (503) counts for
+        # nothing, so an outage does not lock owners out once it is over. The count still
+        # comes before the password is checked, so parallel guesses cannot outrun it.
         user, credential = await self._account(email=email)
+        await self.throttle.attempt(email, client.ip)
         if user is None or credential is None:
             await self.hasher.verify_dummy(password)
             ok = False
@@ -132,11 +135,13 @@ class AuthService:
             raise ForbiddenError(
                 "Verify your email address before signing in", code="auth.email_not_verified"
             )
+        # The owner proved the password: their account's count is cleared now, so a session
+        # the database then fails to open (503) leaves no failure behind either.
+        await self.throttle.succeeded(email)
         rehashed = None
         if self.hasher.needs_rehash(credential.password_hash):
             rehashed = await self.hasher.hash(password)
         user, tokens = await self._open_password_session(user, credential, rehashed, client)
-        await self.throttle.succeeded(email)
         return SignedIn(user=user, **tokens.model_dump())
 
     async def refresh(self, refresh_token: str) -> Tokens:
@@ -210,11 +215,17 @@ class AuthService:
             user_id, await self.hasher.hash(new), keep=session_id, unless_changed_since=credential
         )
 
+    async def account_by_email(self, email: str) -> User:
+        """The live account with `email` (read on the primary); the user plugin's 404 when
+        there is none. For an operator's commands, which name accounts by email."""
+        async with self.database.primary_read_sessions() as session:
+            user: User = await self.directory(session=session).get_by_email(email)
+        return user
+
     async def set_password(self, email: str, password: str) -> User:
         """An operator's reset (CLI): the new password, and every session of the user ends."""
         self.policy.check(password)
-        async with self.database.primary_read_sessions() as session:
-            user = await self.directory(session=session).get_by_email(email)
+        user = await self.account_by_email(email)
         await self._set_password(user.id, await self.hasher.hash(password), keep=None)
         return user
 
@@ -255,8 +266,7 @@ class AuthService:
         return len(revoked)
 
     async def revoke_sessions_of(self, email: str) -> tuple[User, int]:
-        async with self.database.primary_read_sessions() as session:
-            user = await self.directory(session=session).get_by_email(email)
+        user = await self.account_by_email(email)
         return user, await self.revoke_user_sessions(user.id)
 
     async def sign_in_user(self, session: AppSession, user_id: str, client: Client) -> SignedIn:

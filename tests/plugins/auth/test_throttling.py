@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from plugins.auth.passwords import PasswordHasherService
 from plugins.auth.windows import SharedWindows
@@ -25,6 +29,7 @@ from tests.plugins.auth.conftest import (
     AuthAppFactory,
     hasher_of,
 )
+from tests.support.databases import execute, kill_app_connections
 from tests.support.problems import assert_problem
 
 REDIS_ENV = "COURTYARD_TEST_REDIS_URL"
@@ -214,7 +219,7 @@ async def test_the_token_form_shares_the_login_limit(auth_app: AuthAppFactory) -
         via_token = await token_form(auth, "ann@example.com", PASSWORD)
         via_login = await auth.login("ann@example.com", PASSWORD)
 
-    assert_problem(failed, 401, "auth.invalid_credentials")
+    assert assert_problem(failed, 400, "auth.invalid_credentials")["error"] == "invalid_grant"
     assert assert_throttled(via_token) == assert_throttled(via_login)
 
 
@@ -307,3 +312,53 @@ async def test_an_unreachable_storage_fails_closed_and_shows_in_readiness(
         retry_after = response.headers.get("retry-after", "")
         assert retry_after.isdigit(), response.headers
         assert int(retry_after) >= 1
+
+
+# An outage
+
+
+@asynccontextmanager
+async def database_gone(auth: AuthApp, database_url: str) -> AsyncIterator[None]:
+    """The app's database cannot be reached until the block ends, as in an outage: the
+    app's pooled connections are gone, and on SQLite a folder stands where the file was
+    ("unable to open database file"), on PostgreSQL the database is renamed ("database does
+    not exist" to every new connection)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        await auth.client.app.state.database.write_engine.dispose()  # type: ignore[attr-defined]
+        path = anyio.Path(str(url.database))
+        aside = path.with_name(path.name + ".aside")
+        await path.rename(aside)
+        await path.mkdir()
+        try:
+            yield
+        finally:
+            await path.rmdir()
+            await aside.rename(path)
+        return
+    server = url.set(database="postgres").render_as_string(hide_password=False)
+    name, gone = str(url.database), f"{url.database}_gone"
+    await kill_app_connections(database_url)
+    await execute(server, f'ALTER DATABASE "{name}" RENAME TO "{gone}"')
+    try:
+        yield
+    finally:
+        await execute(server, f'ALTER DATABASE "{gone}" RENAME TO "{name}"')
+
+
+async def test_sign_ins_answered_503_in_an_outage_count_for_nothing(
+    auth_app: AuthAppFactory, database_url: str
+) -> None:
+    """Stops a database outage locking users out afterwards: sign-ins that end in 503 must
+    not count toward either limit, so the right password works the moment the database is
+    back (before, it got 429 for the rest of the window)."""
+    async with auth_app(login_limit_per_account="2/minute", login_limit_per_ip="3/minute") as auth:
+        await auth.signup("ann@example.com")
+
+        async with database_gone(auth, database_url):
+            during = [await auth.login("ann@example.com") for _ in range(4)]
+        after = await auth.login("ann@example.com")
+
+    for response in during:
+        assert_problem(response, 503, "core.database_unavailable")
+    assert after.status_code == 200, after.text
