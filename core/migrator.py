@@ -21,6 +21,7 @@ from alembic.autogenerate import produce_migrations
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
+from alembic.script.revision import RevisionError
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, column, inspect, select, table
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -162,8 +163,13 @@ class Migrator:
         await self._run(work)
         return todo
 
-    async def downgrade(self, target: str) -> None:
-        """Downgrade one branch to `<plugin>@<revision>`, `<plugin>@base` or `<plugin>@-1`."""
+    async def downgrade(self, target: str, *, cascade: bool = False) -> list[BranchState]:
+        """Downgrade one branch to `<plugin>@<revision>`, `<plugin>@base` or `<plugin>@-1`.
+
+        Alembic also removes every applied revision of another branch that `depends_on` a
+        revision it removes (and drops that plugin's tables): refused unless `cascade`.
+        Returns the state of each branch that moved, the target's and any other's.
+        """
         name, sep, revision = target.partition("@")
         if not sep or not name or not revision:
             raise MigrationError(
@@ -173,11 +179,36 @@ class Migrator:
         if name not in self.locations:
             raise MigrationError(f"plugin {name!r} is not installed or has no migrations")
 
-        def work(connection: Connection) -> None:
+        def work(connection: Connection) -> list[BranchState]:
+            current = _recorded_versions(connection)
+            others = sorted(self._owners_removed(target, current) - {name})
+            if others and not cascade:
+                raise MigrationError(
+                    f"downgrading {target} would also downgrade the branches of "
+                    f"{', '.join(others)}, which depend on its revisions: "
+                    "use --cascade to downgrade them too"
+                )
             with self._commands(connection) as cfg:
                 command.downgrade(cfg, target)
+            before = self.branch_states(current)
+            after = self.branch_states(_recorded_versions(connection))
+            return [now for was, now in zip(before, after, strict=True) if was != now]
 
-        await self._run(work)
+        moved: list[BranchState] = await self._run(work)
+        return moved
+
+    def _owners_removed(self, target: str, current: tuple[str, ...]) -> set[str]:
+        """The plugins whose applied revisions a downgrade to `target` from `current` (the
+        rows of `alembic_version`) would remove.
+
+        Alembic is asked for the very revisions its downgrade removes, the revisions of other
+        branches that `depends_on` them included, so no dependency is worked out here.
+        """
+        try:
+            removed = self.script.iterate_revisions(current, target, select_for_downgrade=True)
+            return {self.owner_of(script) or script.revision for script in removed}
+        except RevisionError as exc:
+            raise MigrationError(f"migration failed: {exc}") from None
 
     async def states(self) -> list[BranchState]:
         """Where each installed plugin's branch stands in the database."""

@@ -46,10 +46,19 @@ def downgrade(
     target: Annotated[
         str, typer.Argument(help="<plugin>@<revision>, <plugin>@base or <plugin>@-1")
     ],
+    cascade: Annotated[
+        bool,
+        typer.Option(
+            "--cascade",
+            help="Also downgrade the other plugins' branches that depend on the revisions "
+            "removed (their tables are dropped too); refused without it.",
+        ),
+    ] = False,
 ) -> None:
     """Downgrade one plugin's branch."""
     cli, migrator = _migrator(ctx)
-    cli.run(migrator.downgrade(target))
+    for state in cli.run(migrator.downgrade(target, cascade=cascade)):
+        typer.echo(f"downgraded {state.plugin} → {state.current or 'base'}")
     typer.echo(f"downgraded to {target}")
 
 

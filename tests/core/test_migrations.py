@@ -172,13 +172,36 @@ async def test_downgrade_beta_to_base_and_back(database_url):
     assert all(s.at_head for s in await m.states() if s.enabled)
 
 
-async def test_downgrading_alpha_takes_the_dependent_beta_branch_down_too(database_url):
+async def test_downgrading_alpha_refuses_to_take_the_dependent_beta_branch_down(database_url):
+    """beta's revision `depends_on` alpha's: Alembic would drop beta_note with alpha_item, a
+    plugin's data lost without anyone asking for it."""
+    m = migrator(database_url)
+    await m.upgrade()
+    await execute(database_url, add_item("alp_1", "kept"), add_note("bet_1", "alp_1", "kept"))
+    versions = await version_rows(database_url)
+
+    with pytest.raises(MigrationError) as caught:
+        await m.downgrade("alpha@base")
+
+    assert str(caught.value) == (
+        "downgrading alpha@base would also downgrade the branches of beta, which depend on "
+        "its revisions: use --cascade to downgrade them too"
+    )
+    assert {"alpha_item", "beta_note"} <= await tables(database_url)
+    assert await version_rows(database_url) == versions
+    assert await fetch(database_url, "SELECT id, text FROM beta_note") == [("bet_1", "kept")]
+
+
+async def test_downgrading_alpha_with_cascade_takes_the_dependent_beta_branch_down_too(
+    database_url,
+):
     """beta_note has a foreign key into alpha_item: it cannot outlive alpha's branch."""
     m = migrator(database_url)
     await m.upgrade()
 
-    await m.downgrade("alpha@base")
+    moved = await m.downgrade("alpha@base", cascade=True)
 
+    assert [(s.plugin, s.current) for s in moved] == [("alpha", None), ("beta", None)]
     found = await tables(database_url)
     assert "alpha_item" not in found
     assert "beta_note" not in found
@@ -459,6 +482,73 @@ async def test_cli_upgrade_current_history_and_downgrade(cli, database_url):
     current = {r["PLUGIN"]: r for r in cli.rows("db", "current")}
     assert (current["alpha"]["CURRENT"], current["alpha"]["STATE"]) == (ALPHA_REV, "at head")
     assert (current["beta"]["CURRENT"], current["beta"]["STATE"]) == ("-", "behind")
+
+
+BUILT_INS = "user,auth,upload"
+
+
+def built_in_tables(names: set[str]) -> set[str]:
+    """The tables of the built-in plugins (`user`, and those of `auth` and `upload`)."""
+    return {n for n in names if n == "user" or n.startswith(("auth_", "upload_"))}
+
+
+async def test_cli_downgrading_a_branch_others_depend_on_is_refused(cli, database_url):
+    """Stops: `db downgrade user@base` silently dropping the auth and upload plugins' tables
+    (their branches `depends_on` user's): every password and upload gone, reported as
+    "downgraded to user@base"."""
+    cli.ok("db", "upgrade", enabled=BUILT_INS)
+    before = await tables(database_url)
+    versions = await version_rows(database_url)
+    assert {"user", "auth_credential", "upload_file"} <= before
+
+    line = cli.fails("db", "downgrade", "user@base", enabled=BUILT_INS)
+
+    assert line == (
+        "courtyard: error: downgrading user@base would also downgrade the branches of auth, "
+        "upload, which depend on its revisions: use --cascade to downgrade them too"
+    )
+    assert await tables(database_url) == before
+    assert await version_rows(database_url) == versions
+
+
+async def test_cli_downgrade_with_cascade_names_every_branch_it_took_down(cli, database_url):
+    """Stops: an operator who asked for the cascade not being told which plugins lost their
+    tables, and shows a following upgrade brings every branch back."""
+    cli.ok("db", "upgrade", enabled=BUILT_INS)
+    before = await tables(database_url)
+
+    output = cli.ok("db", "downgrade", "user@base", "--cascade", enabled=BUILT_INS)
+
+    assert output.splitlines() == [
+        "downgraded auth → base",
+        "downgraded upload → base",
+        "downgraded user → base",
+        "downgraded to user@base",
+    ]
+    assert built_in_tables(await tables(database_url)) == set()
+
+    assert "up to date: user, auth, upload" in cli.ok("db", "upgrade", enabled=BUILT_INS)
+    assert await tables(database_url) == before
+    current = cli.run("db", "current", enabled=BUILT_INS).stdout
+    states = {r["PLUGIN"]: r["STATE"] for r in parse_table(current)}
+    assert [states[name] for name in BUILT_INS.split(",")] == ["at head"] * 3
+
+
+@pytest.mark.parametrize("target", ["auth@base", "auth@-1", "upload@base"])
+async def test_cli_downgrade_that_leaves_the_other_branches_alone_needs_no_cascade(
+    cli, database_url, target
+):
+    """Stops: the refusal getting in the way of a downgrade no other branch depends on."""
+    cli.ok("db", "upgrade", enabled=BUILT_INS)
+    before = await tables(database_url)
+    plugin = target.partition("@")[0]
+
+    output = cli.ok("db", "downgrade", target, enabled=BUILT_INS)
+
+    assert output.splitlines()[-1] == f"downgraded to {target}"
+    assert [line.split(" → ")[0] for line in output.splitlines()[:-1]] == [f"downgraded {plugin}"]
+    assert "user" in await tables(database_url)
+    assert await tables(database_url) < before
 
 
 async def test_cli_errors_are_one_line(cli):
