@@ -15,6 +15,7 @@ from fastapi.telemetry import TelemetryConfig
 from core import __version__
 from core.db.engine import Database
 from core.errors import install_error_handlers, problem_responses
+from core.forwarded import apply_forwarded_headers, refuse_untrusted_forwarded
 from core.health import router as health_router
 from core.hooks import settle
 from core.hookspecs import NotReady, ReadinessCheck
@@ -88,7 +89,9 @@ def _assemble(
     app.state.readiness_checks = []
     install_error_handlers(app)
     document_problems(app)
+    app.add_middleware(refuse_untrusted_forwarded, allow_ips=kernel.settings.forwarded_allow_ips)
     app.add_middleware(RequestContextMiddleware, max_body=kernel.settings.max_request_body)
+    app.add_middleware(apply_forwarded_headers, allow_ips=kernel.settings.forwarded_allow_ips)
     mount(app, health_router)
     mounted: dict[str, str] = {}
     for plugin in kernel.plugins:

@@ -7,6 +7,7 @@ Sources, highest priority first: explicit keyword arguments, the environment, `.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -37,6 +38,8 @@ from sqlalchemy.exc import ArgumentError
 CORE_ENV_PREFIX = "COURTYARD_"
 DEV_SECRET_KEY = "courtyard-development-secret-do-not-use-in-production"  # noqa: S105
 MIN_SECRET_BYTES = 32
+MIN_SECRET_DISTINCT_CHARS = 10
+GENERATE_SECRET_HINT = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'  # noqa: S105
 
 # The `courtyard.toml` table being applied while a settings object is built. A context
 # variable (not a class attribute) so one settings class can be bound to any table.
@@ -107,6 +110,66 @@ def normalize_database_url(value: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def weak_secret_reason(value: str | bytes | SecretStr) -> str | None:
+    """Why `value` is too weak to sign or key with, or None when it is strong enough.
+
+    The one strength rule for every secret Courtyard itself signs or keys with (the core's
+    `COURTYARD_SECRET_KEY`; a plugin's own signing secret): at least `MIN_SECRET_BYTES`
+    bytes (UTF-8) and `MIN_SECRET_DISTINCT_CHARS` distinct characters (bytes, for a bytes
+    value). Credentials another service issues (S3 keys, OAuth client secrets, SMTP
+    passwords) are that service's to judge and are not checked with it.
+
+    The reason is one line that follows the setting's name (e.g. `f"{NAME} {reason}"`),
+    says how to make a good secret, and never contains the value.
+    """
+    secret = value.get_secret_value() if isinstance(value, SecretStr) else value
+    size = len(secret) if isinstance(secret, bytes) else len(secret.encode())
+    if size < MIN_SECRET_BYTES:
+        problem = f"is shorter than {MIN_SECRET_BYTES} bytes"
+    elif len(set(secret)) < MIN_SECRET_DISTINCT_CHARS:
+        problem = f"has fewer than {MIN_SECRET_DISTINCT_CHARS} distinct characters"
+    else:
+        return None
+    return (
+        f"{problem}: a secret needs at least {MIN_SECRET_BYTES} bytes and "
+        f"{MIN_SECRET_DISTINCT_CHARS} distinct characters; generate one with "
+        f"{GENERATE_SECRET_HINT}"
+    )
+
+
+def parse_forwarded_allow_ips(value: Any) -> Any:
+    """`COURTYARD_FORWARDED_ALLOW_IPS`: comma-separated (or a list) IP addresses and CIDR
+    networks, each normalized; `*` alone trusts every peer. Raises ValueError naming the
+    first bad entry."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple):
+        return value  # the field's own type check refuses it
+    entries = [entry.strip() if isinstance(entry, str) else entry for entry in value]
+    entries = [entry for entry in entries if entry != ""]
+    if "*" in entries:
+        if len(entries) > 1:
+            raise ValueError("'*' (trust every peer) must stand alone")
+        return ["*"]
+    return [_trusted_peer(entry) for entry in entries]
+
+
+def _trusted_peer(entry: Any) -> str:
+    if not isinstance(entry, str):
+        raise ValueError(f"{entry!r} is not an IP address or a CIDR network")
+    try:
+        if "/" in entry:
+            return str(ipaddress.ip_network(entry))
+        return str(ipaddress.ip_address(entry))
+    except ValueError as exc:
+        if "host bits" not in str(exc):
+            raise ValueError(f"{entry!r} is not an IP address or a CIDR network") from None
+        network = ipaddress.ip_network(entry, strict=False)
+        raise ValueError(f"{entry!r} has host bits set (the network is {network})") from None
+
+
 NameList = Annotated[list[str], NoDecode]
 
 
@@ -121,6 +184,11 @@ class CoreSettings(CourtyardSettings):
     enabled_plugins: NameList | None = None
     disabled_plugins: NameList = Field(default_factory=list)
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    forwarded_allow_ips: NameList = Field(
+        default_factory=list,
+        description="peers (IP addresses, CIDR networks, or * for every peer) whose "
+        "X-Forwarded-For and X-Forwarded-Proto are honoured; empty: none",
+    )
 
     db_pool_size: int = Field(10, ge=1, le=1000)
     db_max_overflow: int = Field(5, ge=0, le=1000)
@@ -148,6 +216,11 @@ class CoreSettings(CourtyardSettings):
     def _parse_names(cls, value: Any) -> Any:
         return split_names(value)
 
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _parse_forwarded_allow_ips(cls, value: Any) -> Any:
+        return parse_forwarded_allow_ips(value)
+
     @field_validator("database_url", "read_database_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
@@ -160,15 +233,18 @@ class CoreSettings(CourtyardSettings):
 
     @model_validator(mode="after")
     def _check_secret(self) -> Self:
-        secret = self.secret_key.get_secret_value()
-        if self.env == "production" and (
-            self.uses_development_secret or len(secret.encode()) < MIN_SECRET_BYTES
-        ):
+        if self.env != "production":
+            return self
+        if self.uses_development_secret:
             raise ValueError(
-                "COURTYARD_SECRET_KEY must be a strong secret of at least "
-                f"{MIN_SECRET_BYTES} bytes (not the development default) "
-                "when COURTYARD_ENV=production"
+                "with COURTYARD_ENV=production, COURTYARD_SECRET_KEY must not be the public "
+                f"development default: a secret needs at least {MIN_SECRET_BYTES} bytes and "
+                f"{MIN_SECRET_DISTINCT_CHARS} distinct characters; generate one with "
+                f"{GENERATE_SECRET_HINT}"
             )
+        reason = weak_secret_reason(self.secret_key)
+        if reason:
+            raise ValueError(f"with COURTYARD_ENV=production, COURTYARD_SECRET_KEY {reason}")
         return self
 
     @classmethod

@@ -94,5 +94,7 @@ def serve_command(
             workers=workers,
             reload=reload,
             log_config=_log_config(cli.kernel.settings.log_level),
-            proxy_headers=True,
+            # The app honours forwarded headers itself, from COURTYARD_FORWARDED_ALLOW_IPS
+            # only (core/forwarded.py); uvicorn's own step would trust 127.0.0.1.
+            proxy_headers=False,
         )

@@ -220,7 +220,10 @@ def test_production_refuses_a_short_secret(monkeypatch: pytest.MonkeyPatch, secr
 
 @pytest.mark.parametrize(
     "secret",
-    [pytest.param("Q7" * 16, id="32-ascii-bytes"), pytest.param("é" * 16, id="32-utf8-bytes")],
+    [
+        pytest.param(("Q7w-Z9k_Lp" * 4)[:32], id="32-ascii-bytes"),
+        pytest.param("éèêëàâäîïôöüûùçœ", id="32-utf8-bytes"),  # 16 characters, 2 bytes each
+    ],
 )
 def test_production_accepts_a_32_byte_secret(
     monkeypatch: pytest.MonkeyPatch, main_plugins: None, secret: str
