@@ -124,6 +124,18 @@ class RequestBodyTooLarge(StarletteHTTPException):
         self.limit = limit
 
 
+class UnsupportedRequestBody(StarletteHTTPException):
+    """Raised at the first read of a request body that a route takes as JSON but that is
+    declared as something else (or not declared at all). An HTTPException for the same
+    reason as `RequestBodyTooLarge`."""
+
+    def __init__(self, content_type: str | None) -> None:
+        sent = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+        super().__init__(
+            415, f"This route takes application/json (or application/*+json); got {sent}"
+        )
+
+
 class Problem(BaseModel):
     """An RFC 9457 problem details object, as every error response carries it."""
 

@@ -1,5 +1,5 @@
-"""One pure-ASGI middleware for what every request needs: a request id, a body limit,
-and a problem response (with the request id) for anything unhandled.
+"""One pure-ASGI middleware for what every request needs: a request id, a body limit, the
+body's media type, and a problem response (with the request id) for anything unhandled.
 
 Pure ASGI rather than `BaseHTTPMiddleware`: it adds no task or stream per request.
 
@@ -7,6 +7,11 @@ The body limit (`COURTYARD_MAX_REQUEST_BODY`) holds for every route except those
 with `streams_request_body(max_bytes)`, which read (and bound) their own large bodies,
 such as an upload. The limit is settled at the first read of the body: by then the router
 has put the matched endpoint in the scope, so no route table is walked here.
+
+At that same first read, a route that takes a JSON body (FastAPI's body parameters that are
+not form fields) refuses a body declared as anything but `application/json` or
+`application/*+json`, or sent without a Content-Type, with 415: FastAPI itself would not
+parse such a body and answer 422 for a "missing" body, which tells the client nothing.
 """
 
 from __future__ import annotations
@@ -18,9 +23,17 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from fastapi import params
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.errors import HTTP_CODES, PROBLEM_JSON, RequestBodyTooLarge, instance_of, problem_body
+from core.errors import (
+    HTTP_CODES,
+    PROBLEM_JSON,
+    RequestBodyTooLarge,
+    UnsupportedRequestBody,
+    instance_of,
+    problem_body,
+)
 from core.logging import request_id_var
 
 logger = logging.getLogger("courtyard.request")
@@ -41,15 +54,31 @@ def streams_request_body(max_bytes: int) -> Callable[[F], F]:
     return mark
 
 
-def _request_headers(scope: Scope) -> tuple[str | None, str | None]:
-    """`X-Request-ID` and `Content-Length` (first of each), in one pass over the headers."""
-    request_id = length = None
+def _request_headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
+    """`X-Request-ID`, `Content-Length` and `Content-Type` (first of each), in one pass over
+    the headers."""
+    request_id = length = content_type = None
     for key, value in scope["headers"]:
         if key == b"x-request-id" and request_id is None:
             request_id = value.decode("latin-1")
         elif key == b"content-length" and length is None:
             length = value.decode("latin-1")
-    return request_id, length
+        elif key == b"content-type" and content_type is None:
+            content_type = value.decode("latin-1")
+    return request_id, length, content_type
+
+
+def _takes_json(scope: Scope) -> bool:
+    """Whether the matched route reads its body as JSON (a body parameter, not a form)."""
+    body_field = getattr(scope.get("route"), "body_field", None)
+    return body_field is not None and not isinstance(body_field.field_info, params.Form)
+
+
+def _is_json(content_type: str) -> bool:
+    """`application/json` or `application/<anything>+json`, parameters (charset) aside."""
+    media_type = content_type.partition(";")[0].strip().lower()
+    kind, _, subtype = media_type.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 class RequestContextMiddleware:
@@ -66,7 +95,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming, length = _request_headers(scope)
+        incoming, length, content_type = _request_headers(scope)
         request_id = (
             incoming if incoming and _SANE_REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
         )
@@ -87,7 +116,8 @@ class RequestContextMiddleware:
                 await self._problem(scope, send_with_id, 400, "Content-Length must be digits")
                 return
             declared = int(length) if length is not None else None
-            await self.app(scope, self._limited(scope, receive, declared), send_with_id)
+            checked = self._checked(scope, receive, declared, content_type)
+            await self.app(scope, checked, send_with_id)
         except RequestBodyTooLarge as exc:
             if started:
                 raise
@@ -100,26 +130,37 @@ class RequestContextMiddleware:
         finally:
             request_id_var.reset(token)
 
-    def _limited(self, scope: Scope, receive: Receive, declared: int | None) -> Receive:
-        """Refuse a declared length past the limit before reading a byte; count body bytes
-        as they arrive and stop once past it."""
+    def _checked(
+        self, scope: Scope, receive: Receive, declared: int | None, content_type: str | None
+    ) -> Receive:
+        """At the first read: refuse a JSON route's body of another media type (415) and a
+        declared length past the limit (413), before reading a byte. Then count body bytes
+        as they arrive and stop once past the limit."""
         seen = 0
         limit: int | None = None
 
-        async def receive_limited() -> Message:
+        async def receive_checked() -> Message:
             nonlocal seen, limit
+            json_body = False  # only the first read checks the media type
             if limit is None:
                 limit = self._limit_for(scope)
                 if declared is not None and declared > limit:
                     raise RequestBodyTooLarge(limit)
+                json_body = _takes_json(scope)
+                if json_body and content_type is not None and not _is_json(content_type):
+                    raise UnsupportedRequestBody(content_type)
             message = await receive()
             if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+                body = message.get("body", b"")
+                sent = body if declared is None else declared  # a length, else the bytes
+                if json_body and content_type is None and sent:
+                    raise UnsupportedRequestBody(None)  # a body, but no type given
+                seen += len(body)
                 if seen > limit:
                     raise RequestBodyTooLarge(limit)
             return message
 
-        return receive_limited
+        return receive_checked
 
     async def _problem(self, scope: Scope, send: Send, status: int, detail: str) -> None:
         body: dict[str, Any] = problem_body(

@@ -260,11 +260,17 @@ REQUESTS = [
 
 
 async def _send(
-    client: httpx.AsyncClient, method: str, url: str, kwargs: dict[str, object], **extra: object
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    kwargs: dict[str, object],
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     if kwargs.get("content") == "chunked":
         kwargs = {"content": chunks(b"{" + b" " * (LIMIT * 2) + b"}")}
-    return await client.request(method, url, **kwargs, **extra)  # type: ignore[arg-type]
+    if "content" in kwargs:  # a JSON route's body, labelled as one (else it is a 415)
+        headers = {"content-type": "application/json", **(headers or {})}
+    return await client.request(method, url, **kwargs, headers=headers)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("method", "url", "kwargs", "status"), REQUESTS)
