@@ -380,12 +380,16 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    # Outages: a 503 when `is_database_unavailable` says so, else on to the 500 they were.
+    # OSError: a database driver lets some connect failures through unwrapped (an
+    # unreachable network or host), and only those of its own count.
     for exc_type in (
         sa_exc.DBAPIError,
         sa_exc.TimeoutError,
         ConnectionError,
         TimeoutError,
         socket.gaierror,
+        OSError,
     ):
         app.add_exception_handler(exc_type, _unavailable_error)
 

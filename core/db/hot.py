@@ -195,7 +195,12 @@ async def _checked_out(engine: AsyncEngine) -> AsyncIterator[HotConnection]:
     they may talk to the server; what is skipped is the `Connection` built around the
     checkout, which costs as much again and which no hot statement uses."""
     pool = engine.sync_engine.pool
-    pooled = await greenlet_spawn(pool.connect)
+    try:
+        pooled = await greenlet_spawn(pool.connect)
+    except Exception as error:
+        if not isinstance(error, engine.dialect.loaded_dbapi.Error):
+            raise  # not the driver's (a raw OSError): as `engine.connect()` lets it through
+        raise _connect_error(engine, error) from error
     try:
         yield HotConnection(engine.dialect, pooled=pooled)
     finally:
@@ -205,6 +210,23 @@ async def _checked_out(engine: AsyncEngine) -> AsyncIterator[HotConnection]:
             pooled.close()
         else:
             await greenlet_spawn(pooled.close)
+
+
+def _connect_error(engine: AsyncEngine, error: Exception) -> Exception:
+    """The driver's error for a connection it could not open (the server shutting down,
+    too many clients, bad credentials...) as `engine.connect()` raises it: SQLAlchemy's
+    `DBAPIError` of the matching kind around it, so that it is classified (503 or not) as
+    every other database error is."""
+    dialect = engine.dialect
+    return DBAPIError.instance(
+        None,
+        None,
+        error,
+        dialect.loaded_dbapi.Error,
+        hide_parameters=engine.sync_engine.hide_parameters,
+        connection_invalidated=dialect.is_disconnect(error, None, None),  # type: ignore[arg-type]
+        dialect=dialect,
+    )
 
 
 async def _abandon(target: HotConnection, transaction: Any) -> None:
