@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import shutil
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +26,7 @@ from core.app import create_app
 from core.settings import ConfigurationError, CoreSettings
 from tests.support.courtyard_cli import PROJECT_ROOT, assert_one_line_error, run_courtyard
 from tests.support.problems import assert_problem
-from tests.support.served import (
-    STOP_DEADLINE,
-    free_port,
-    server_output,
-    serving,
-    wait_until_live,
-)
+from tests.support.served import UVICORN, server_output, serving, wait_until_live
 
 LOGIN = "/api/v1/auth/login"
 PASSWORD = "correct horse battery staple"
@@ -233,38 +225,12 @@ def own_database(migrated: Path, tmp_path: Path) -> Path:
     return copy
 
 
-@contextmanager
 def plain_uvicorn(
     environment: dict[str, str], cwd: Path, log: Path, *flags: str
-) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+) -> AbstractContextManager[tuple[str, subprocess.Popen[str]]]:
     """`uvicorn --factory core.app:create_app [flags]` on a free local port, as the README
     documents it, configured by `environment` alone."""
-    port = free_port()
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("COURTYARD_", "FORWARDED_ALLOW_IPS")) and key != "PYTHONPATH"
-    }
-    environ.update(environment)
-    command = [sys.executable, "-m", "uvicorn", "--factory", "core.app:create_app"]
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port), *flags],
-            cwd=cwd,
-            env=environ,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            yield f"http://127.0.0.1:{port}", process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_DEADLINE)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_DEADLINE)
+    return serving(environment, cwd, log, command=[*UVICORN, *flags])
 
 
 async def failed_logins(base_url: str, log: Path, forwarded_for: list[str]) -> list[int]:

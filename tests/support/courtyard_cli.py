@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import IO
 
 COURTYARD = Path(sys.executable).parent / "courtyard"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -20,12 +21,14 @@ def run_courtyard(
     env: Mapping[str, str] | None = None,
     timeout: float = 120,
     typed: str | None = None,
+    stdin: IO[bytes] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`courtyard ARGS` with no COURTYARD_* setting inherited except those in `env`.
 
-    `typed` is text typed at its prompts. The command then starts in a new session, with
-    no controlling terminal, so a password prompt reads it even when the tests themselves
-    run in a terminal.
+    `typed` is text typed at its prompts, or `stdin` an open file that is (the child shares
+    its offset, so afterwards the file's position tells how much the command read). The
+    command then starts in a new session, with no controlling terminal, so a password
+    prompt reads it even when the tests themselves run in a terminal.
     """
     environ = {
         key: value
@@ -46,7 +49,8 @@ def run_courtyard(
         timeout=timeout,
         check=False,
         input=typed,
-        start_new_session=typed is not None,
+        stdin=stdin,
+        start_new_session=typed is not None or stdin is not None,
     )
 
 

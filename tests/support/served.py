@@ -6,8 +6,9 @@ import asyncio
 import os
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,23 +27,29 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+SERVE = (str(COURTYARD), "serve")
+# Plain uvicorn, as the README documents it; its flags follow.
+UVICORN = (sys.executable, "-m", "uvicorn", "--factory", "core.app:create_app")
+
+
 @contextmanager
 def serving(
-    environment: dict[str, str], cwd: Path, log: Path
+    environment: dict[str, str], cwd: Path, log: Path, command: Sequence[str] = SERVE
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`courtyard serve` on a free local port, configured by `environment` alone (no other
-    COURTYARD_* variable of the test process leaks in), its output going to `log`;
+    """`courtyard serve` (or another `command` taking `--host` and `--port`) on a free local
+    port, configured by `environment` alone (no other COURTYARD_* variable of the test
+    process, nor uvicorn's FORWARDED_ALLOW_IPS, leaks in), its output going to `log`;
     terminated (killed if it will not stop) however the block ends."""
     port = free_port()
     environ = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith("COURTYARD_") and key != "PYTHONPATH"
+        if not key.startswith(("COURTYARD_", "FORWARDED_ALLOW_IPS")) and key != "PYTHONPATH"
     }
     environ.update(environment)
     with log.open("w") as output:
         process = subprocess.Popen(
-            [str(COURTYARD), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
             cwd=cwd,
             env=environ,
             stdout=output,

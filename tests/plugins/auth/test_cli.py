@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import subprocess
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
 from tests.plugins.auth.conftest import NEW_PASSWORD, PASSWORD, AuthApp, AuthAppFactory
 from tests.support.courtyard_cli import (
-    COURTYARD,
-    PROJECT_ROOT,
     assert_one_line_error,
     run_courtyard,
 )
@@ -34,16 +31,14 @@ SET = "password set for {email}; every session of theirs has ended\n"
 
 @pytest.fixture
 def courtyard(database_url: str, tmp_path: Path) -> Courtyard:
-    """`await courtyard(*args, typed=None)`: the command, in a worker thread so the app of the
-    test keeps serving, on `database_url` with `user` and `auth` enabled. `typed` is what
-    the operator types at its prompts."""
+    """`await courtyard(*args, typed=None, stdin=None)`: the command, in a worker thread so
+    the app of the test keeps serving, on `database_url` with `user` and `auth` enabled.
+    `typed` is what the operator types at its prompts (or `stdin` a file holding it)."""
 
     env = {"COURTYARD_DATABASE_URL": database_url, "COURTYARD_ENABLED_PLUGINS": "user,auth"}
 
-    def run(*args: str, typed: str | None = None) -> Awaitable[subprocess.CompletedProcess[str]]:
-        if typed is None:
-            return asyncio.to_thread(run_courtyard, *args, cwd=tmp_path, env=env)
-        return asyncio.to_thread(run_courtyard, *args, cwd=tmp_path, env=env, typed=typed)
+    def run(*args: str, **stdin: Any) -> Awaitable[subprocess.CompletedProcess[str]]:
+        return asyncio.to_thread(run_courtyard, *args, cwd=tmp_path, env=env, **stdin)
 
     return run
 
@@ -315,111 +310,32 @@ async def test_set_password_of_an_unknown_email_fails_in_one_line(
         await signed_in(auth, "ann@example.com", PASSWORD)
 
 
-def courtyard_reading(
-    stdin: IO[bytes], *args: str, database_url: str, cwd: Path
-) -> subprocess.CompletedProcess[str]:
-    """`courtyard ARGS` as `run_courtyard(typed=…)` runs it (no terminal, no inherited
-    setting), but with `stdin` as its standard input: the child shares the file's offset,
-    so afterwards `stdin`'s position tells how much of it the command read."""
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("COURTYARD_") and key != "PYTHONPATH"
-    }
-    environ.update(
-        COLUMNS="200",
-        NO_COLOR="1",
-        TERM="dumb",
-        PYTHONPATH=str(PROJECT_ROOT),
-        COURTYARD_DATABASE_URL=database_url,
-        COURTYARD_ENABLED_PLUGINS="user,auth",
-    )
-    return subprocess.run(
-        [str(COURTYARD), *args],
-        cwd=cwd,
-        env=environ,
-        stdin=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        start_new_session=True,
-    )
-
-
-async def test_set_password_of_an_unknown_email_fails_before_asking_for_the_password(
-    auth_app: AuthAppFactory, database_url: str, tmp_path: Path
+@pytest.mark.parametrize("exists", [False, True], ids=["unknown", "known"])
+async def test_set_password_asks_for_the_password_only_once_the_account_is_found(
+    auth_app: AuthAppFactory, courtyard: Courtyard, tmp_path: Path, exists: bool
 ) -> None:
     """Stops: the operator typing the new password twice, only to learn afterwards that the
-    email has a typo: the account is looked up first, and nothing is asked or read."""
+    email has a typo: the account is looked up first, and nothing is asked or read. (The
+    known account's case shows that reading the typed text is seen when it happens.)"""
+    email = "ann@example.com" if exists else "nobody@example.com"
     typed = tmp_path / "typed"
     typed.write_text(f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n")
     async with auth_app() as auth:
         await auth.signup("ann@example.com")
 
         with typed.open("rb") as stdin:
-            result = await asyncio.to_thread(
-                courtyard_reading,
-                stdin,
-                "auth",
-                "set-password",
-                "nobody@example.com",
-                database_url=database_url,
-                cwd=tmp_path,
-            )
+            result = await courtyard("auth", "set-password", email, stdin=stdin)
             read = os.lseek(stdin.fileno(), 0, os.SEEK_CUR)
 
-        line = assert_one_line_error(result, status=1)  # and nothing on stdout: no prompt
-        assert line == f"{ERROR}No user with email nobody@example.com"
-        assert "New password" not in result.stdout + result.stderr
-        assert read == 0, f"the command read {read} bytes of what was typed"
-        await signed_in(auth, "ann@example.com", PASSWORD)
-
-
-async def test_set_password_of_a_known_email_reads_the_password_it_asks_for(
-    auth_app: AuthAppFactory, database_url: str, tmp_path: Path
-) -> None:
-    """The counterpart of the test above, so its `read == 0` means something: for an account
-    that exists, the prompt reads what is typed and the password is set."""
-    typed = tmp_path / "typed"
-    typed.write_text(f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n")
-    async with auth_app() as auth:
-        await auth.signup("ann@example.com")
-
-        with typed.open("rb") as stdin:
-            result = await asyncio.to_thread(
-                courtyard_reading,
-                stdin,
-                "auth",
-                "set-password",
-                "ann@example.com",
-                database_url=database_url,
-                cwd=tmp_path,
-            )
-            read = os.lseek(stdin.fileno(), 0, os.SEEK_CUR)
-
-        assert result.returncode == 0, result
-        assert "New password" in result.stdout
-        assert result.stdout.endswith(SET.format(email="ann@example.com"))
-        assert read > 0
-        await assert_login_refused(auth, "ann@example.com", PASSWORD)
-        await signed_in(auth, "ann@example.com", NEW_PASSWORD)
-
-
-# -- help ------------------------------------------------------------------------------------
-
-
-def help_commands(stdout: str) -> list[str]:
-    """The command names in the "Commands" panel of a `--help`."""
-    panel = stdout.split("Commands", 1)[1]
-    return re.findall(r"^\W*([\w-]+) {2,}\S", panel, flags=re.MULTILINE)
-
-
-async def test_help_lists_both_commands(courtyard: Courtyard) -> None:
-    """Stops: the operator's tools being unreachable (not registered with `courtyard`)."""
-    auth_help = ok(await courtyard("auth", "--help"))
-    top_help = ok(await courtyard("--help"))
-
-    assert help_commands(auth_help) == ["revoke-sessions", "set-password"]
-    assert "Passwords and sessions." in auth_help
-    assert "auth" in help_commands(top_help)
+        if exists:
+            assert result.returncode == 0, result
+            assert "New password" in result.stdout
+            assert result.stdout.endswith(SET.format(email=email))
+            assert read > 0
+            await assert_login_refused(auth, email, PASSWORD)
+        else:
+            line = assert_one_line_error(result, status=1)  # and nothing on stdout: no prompt
+            assert line == f"{ERROR}No user with email {email}"
+            assert "New password" not in result.stdout + result.stderr
+            assert read == 0, f"the command read {read} bytes of what was typed"
+            await signed_in(auth, "ann@example.com", PASSWORD)
