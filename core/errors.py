@@ -6,6 +6,7 @@ Every error the API returns is `application/problem+json` with a stable, machine
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import Send
 
 from core.db.errors import is_database_unavailable, is_lost_race, raised_by_database
 
@@ -227,6 +229,32 @@ def problem_body(
     return body
 
 
+async def send_problem(
+    scope: Mapping[str, Any], send: Send, status: int, detail: str, *, code: str | None = None
+) -> None:
+    """Answer with a problem response straight from ASGI middleware (outside FastAPI's
+    exception handlers); `code` defaults to the status's own."""
+    body = problem_body(
+        status=status,
+        code=code or HTTP_CODES[status],
+        detail=detail,
+        instance=instance_of(scope),
+        request_id=scope.get("state", {}).get("request_id"),
+    )
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
 def problem_response(
     request: Request,
     *,
@@ -380,16 +408,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    # Outages: a 503 when `is_database_unavailable` says so, else on to the 500 they were.
-    # OSError: a database driver lets some connect failures through unwrapped (an
-    # unreachable network or host), and only those of its own count.
     for exc_type in (
         sa_exc.DBAPIError,
         sa_exc.TimeoutError,
         ConnectionError,
         TimeoutError,
         socket.gaierror,
-        OSError,
     ):
         app.add_exception_handler(exc_type, _unavailable_error)
 

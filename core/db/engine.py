@@ -92,6 +92,26 @@ def _ping_idle_connections(engine: AsyncEngine, idle_after: float) -> None:
             raise DisconnectionError("the pooled connection was closed while idle")
 
 
+def _network_errors_as_the_drivers(engine: AsyncEngine) -> None:
+    """Raise an OSError met while connecting (no route to the host, a refused or timed-out
+    connection, a name that does not resolve) as the driver's `OperationalError`.
+
+    A driver raises what the server says as its own errors, which SQLAlchemy wraps in a
+    `DBAPIError` that `core.db.errors` classifies; but it lets the socket's own failures
+    through raw, and a raw OSError tells nothing about where it came from. Turned into the
+    driver's error here, at the one place connections are opened, every connection failure
+    reaches the one classification (an outage, 503), on every path that connects, while an
+    OSError of the app's own (a file, a socket of its own) stays what it is."""
+    dbapi = engine.dialect.loaded_dbapi
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except OSError as exc:
+            raise dbapi.OperationalError(f"cannot reach the database: {exc}") from exc
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -116,6 +136,7 @@ def create_engine(url: str, settings: CoreSettings, *, migrations: bool = False)
     """An engine for `url` configured from `settings` (see `_engine_options`)."""
     options = _engine_options(url, settings, migrations=migrations)
     engine = create_async_engine(url, **options)
+    _network_errors_as_the_drivers(engine)
     if options.get("poolclass") is not NullPool:
         _ping_idle_connections(engine, settings.db_ping_idle_after)
     if engine.dialect.name == "sqlite":

@@ -21,10 +21,7 @@ _PG_UNAVAILABLE = ("08", "28", "3D", "53", "57")
 # same request sent again succeeds.
 _PG_LOST_RACE = ("40",)
 
-# Where the database drivers' code lives, and with SQLAlchemy's: where a database error
-# can come from.
-_DRIVER_MODULES = ("asyncpg.", "aiosqlite.")
-_DATABASE_MODULES = ("sqlalchemy.", *_DRIVER_MODULES)
+_DRIVER_MODULES = ("sqlalchemy.", "asyncpg.", "aiosqlite.")
 
 
 def _sqlstate(error: BaseException | None) -> str | None:
@@ -52,12 +49,7 @@ def is_database_unavailable(exc: BaseException) -> bool:
         if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
             return True
         return isinstance(exc.orig, OSError | TimeoutError | ConnectionError)
-    if isinstance(exc, TimeoutError | ConnectionError | socket.gaierror):
-        return True
-    # Any other OSError (an unreachable network or host while connecting, ...) only when the
-    # driver raised it, as it lets them through unwrapped: one from the app's own files or
-    # sockets is a bug, not an outage.
-    return isinstance(exc, OSError) and _raised_in(exc, _DRIVER_MODULES)
+    return isinstance(exc, TimeoutError | ConnectionError | socket.gaierror)
 
 
 def is_lost_race(exc: BaseException) -> bool:
@@ -76,14 +68,9 @@ def raised_by_database(exc: BaseException) -> bool:
     """
     if isinstance(exc, sa_exc.SQLAlchemyError):
         return True
-    return _raised_in(exc, _DATABASE_MODULES)
-
-
-def _raised_in(exc: BaseException, modules: tuple[str, ...]) -> bool:
-    """True when `exc` went through code of one of `modules` (name prefixes) on its way up."""
     tb = exc.__traceback__
     while tb is not None:
-        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(modules):
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(_DRIVER_MODULES):
             return True
         tb = tb.tb_next
     return False

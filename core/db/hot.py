@@ -199,7 +199,7 @@ async def _checked_out(engine: AsyncEngine) -> AsyncIterator[HotConnection]:
         pooled = await greenlet_spawn(pool.connect)
     except Exception as error:
         if not isinstance(error, engine.dialect.loaded_dbapi.Error):
-            raise  # not the driver's (a raw OSError): as `engine.connect()` lets it through
+            raise  # not the driver's: as `engine.connect()` lets it through
         raise _connect_error(engine, error) from error
     try:
         yield HotConnection(engine.dialect, pooled=pooled)
@@ -216,7 +216,8 @@ def _connect_error(engine: AsyncEngine, error: Exception) -> Exception:
     """The driver's error for a connection it could not open (the server shutting down,
     too many clients, bad credentials...) as `engine.connect()` raises it: SQLAlchemy's
     `DBAPIError` of the matching kind around it, so that it is classified (503 or not) as
-    every other database error is."""
+    every other database error is. (SQLAlchemy would also run `handle_error` listeners on
+    the way; the app registers none.)"""
     dialect = engine.dialect
     return DBAPIError.instance(
         None,

@@ -62,13 +62,18 @@ async def _connect_error(engine: AsyncEngine, connect: Connect) -> BaseException
 
 
 @pytest.mark.parametrize("way", WAYS_TO_CONNECT)
-async def test_an_os_error_the_driver_raises_while_connecting_is_an_outage(
+async def test_an_os_error_met_while_connecting_is_an_outage_on_every_path(
     unreachable: AsyncEngine, way: str
 ) -> None:
+    """The socket's own failure (the driver lets it through raw) comes out as SQLAlchemy
+    raises the driver's errors: a `DBAPIError` around the driver's `OperationalError`,
+    the OSError kept as its cause, classified as an outage."""
     error = await _connect_error(unreachable, WAYS_TO_CONNECT[way])
-    assert isinstance(error, OSError), repr(error)
-    assert error.errno == errno.ENETUNREACH
-    assert not isinstance(error, ConnectionError | TimeoutError)  # no other rule covers it
+    assert isinstance(error, DBAPIError), repr(error)
+    assert isinstance(error.orig, unreachable.dialect.loaded_dbapi.OperationalError)
+    cause = error.orig.__cause__
+    assert isinstance(cause, OSError), repr(cause)
+    assert cause.errno == errno.ENETUNREACH
     assert is_database_unavailable(error)
     assert raised_by_database(error)
 
@@ -81,6 +86,7 @@ def test_an_os_error_of_the_apps_own_is_not_an_outage(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="unreachable") as unreachable:
         raise OSError(errno.ENETUNREACH, "Network is unreachable")  # not from a driver
     assert not is_database_unavailable(unreachable.value)
+    assert not raised_by_database(unreachable.value)
 
 
 @pytest.mark.parametrize("way", WAYS_TO_CONNECT)
