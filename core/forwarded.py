@@ -23,7 +23,6 @@ already applied the headers: it must then trust no other peers than the list doe
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any, cast
@@ -31,7 +30,7 @@ from typing import Any, cast
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from core.errors import PROBLEM_JSON, instance_of, problem_body
+from core.errors import send_problem
 
 UNTRUSTED_FORWARDED_CODE = "core.untrusted_forwarded_header"
 UNTRUSTED_FORWARDED_DETAIL = (
@@ -67,7 +66,9 @@ class _RefuseUntrustedForwarded:
         if scope["type"] in ("http", "websocket") and _client_was_forwarded(scope):
             _warn_once(scope)
             if scope["type"] == "http":
-                await _refuse(scope, send)
+                await send_problem(
+                    scope, send, 400, UNTRUSTED_FORWARDED_DETAIL, code=UNTRUSTED_FORWARDED_CODE
+                )
             else:  # closed before the handshake: the server answers 403
                 await send({"type": "websocket.close", "code": 1008})
             return
@@ -75,17 +76,22 @@ class _RefuseUntrustedForwarded:
 
 
 def _client_was_forwarded(scope: Scope) -> bool:
-    """True when the client address is one of the request's `X-Forwarded-For` entries."""
+    """True when the client address is one of the request's `X-Forwarded-For` entries, as
+    written or as an address read from it (a server keeps an entry it cannot read, such as
+    `6.6.6.6:abc`, verbatim as the client: a fresh string per request would otherwise be a
+    fresh rate-limit bucket)."""
     forwarded = [value for key, value in scope["headers"] if key == b"x-forwarded-for"]
     client = scope.get("client")
     if not forwarded or not client:
         return False
-    host = _comparable(str(client[0]))
-    return any(
-        _comparable(_host_of(entry.strip())) == host
-        for value in forwarded
-        for entry in value.decode("latin-1").split(",")
-    )
+    host = str(client[0])
+    seen = {host, _comparable(host)}
+    for value in forwarded:
+        for entry in value.decode("latin-1").split(","):
+            written = entry.strip()
+            if written in seen or _comparable(_host_of(written)) in seen:
+                return True
+    return False
 
 
 def _host_of(entry: str) -> str:
@@ -119,25 +125,3 @@ def _warn_once(scope: Scope) -> None:
         scope.get("path"),
         UNTRUSTED_FORWARDED_CODE,
     )
-
-
-async def _refuse(scope: Scope, send: Send) -> None:
-    body = problem_body(
-        status=400,
-        code=UNTRUSTED_FORWARDED_CODE,
-        detail=UNTRUSTED_FORWARDED_DETAIL,
-        instance=instance_of(scope),
-        request_id=scope.get("state", {}).get("request_id"),
-    )
-    payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 400,
-            "headers": [
-                (b"content-type", PROBLEM_JSON.encode()),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})

@@ -16,7 +16,6 @@ parse such a body and answer 422 for a "missing" body, which tells the client no
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -26,14 +25,7 @@ from typing import Any, TypeVar
 from fastapi import params
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.errors import (
-    HTTP_CODES,
-    PROBLEM_JSON,
-    RequestBodyTooLarge,
-    UnsupportedRequestBody,
-    instance_of,
-    problem_body,
-)
+from core.errors import RequestBodyTooLarge, UnsupportedRequestBody, send_problem
 from core.logging import request_id_var
 
 logger = logging.getLogger("courtyard.request")
@@ -69,9 +61,12 @@ def _request_headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
 
 
 def _takes_json(scope: Scope) -> bool:
-    """Whether the matched route reads its body as JSON (a body parameter, not a form)."""
+    """Whether the matched route reads its body as JSON: a body parameter (not a form)
+    whose declared media type is JSON (`Body(media_type="text/plain")` opts out)."""
     body_field = getattr(scope.get("route"), "body_field", None)
-    return body_field is not None and not isinstance(body_field.field_info, params.Form)
+    if body_field is None or isinstance(body_field.field_info, params.Form):
+        return False
+    return _is_json(getattr(body_field.field_info, "media_type", "application/json"))
 
 
 def _is_json(content_type: str) -> bool:
@@ -113,7 +108,7 @@ class RequestContextMiddleware:
 
         try:
             if length is not None and not (length.isascii() and length.isdigit()):
-                await self._problem(scope, send_with_id, 400, "Content-Length must be digits")
+                await send_problem(scope, send_with_id, 400, "Content-Length must be digits")
                 return
             declared = int(length) if length is not None else None
             checked = self._checked(scope, receive, declared, content_type)
@@ -121,12 +116,12 @@ class RequestContextMiddleware:
         except RequestBodyTooLarge as exc:
             if started:
                 raise
-            await self._problem(scope, send_with_id, 413, exc.detail)
+            await send_problem(scope, send_with_id, 413, exc.detail)
         except Exception:
             logger.exception("unhandled error on %s %r", scope.get("method"), scope.get("path"))
             if started:
                 raise
-            await self._problem(scope, send_with_id, 500, "An unexpected error occurred")
+            await send_problem(scope, send_with_id, 500, "An unexpected error occurred")
         finally:
             request_id_var.reset(token)
 
@@ -138,47 +133,29 @@ class RequestContextMiddleware:
         as they arrive and stop once past the limit."""
         seen = 0
         limit: int | None = None
+        # A JSON route's body of another type (or none given) is refused once there is a
+        # body: at once for a declared length, else at the first bytes of a chunked one.
+        # An empty body is left to the route (an optional body, or a 422 naming it).
+        refuse_body = False
 
         async def receive_checked() -> Message:
-            nonlocal seen, limit
-            json_body = False  # only the first read checks the media type
+            nonlocal seen, limit, refuse_body
             if limit is None:
                 limit = self._limit_for(scope)
                 if declared is not None and declared > limit:
                     raise RequestBodyTooLarge(limit)
-                json_body = _takes_json(scope)
-                if json_body and content_type is not None and not _is_json(content_type):
+                typed_json = content_type is not None and _is_json(content_type)
+                refuse_body = not typed_json and _takes_json(scope)
+                if refuse_body and declared:
                     raise UnsupportedRequestBody(content_type)
             message = await receive()
             if message["type"] == "http.request":
                 body = message.get("body", b"")
-                sent = body if declared is None else declared  # a length, else the bytes
-                if json_body and content_type is None and sent:
-                    raise UnsupportedRequestBody(None)  # a body, but no type given
+                if refuse_body and body:
+                    raise UnsupportedRequestBody(content_type)
                 seen += len(body)
                 if seen > limit:
                     raise RequestBodyTooLarge(limit)
             return message
 
         return receive_checked
-
-    async def _problem(self, scope: Scope, send: Send, status: int, detail: str) -> None:
-        body: dict[str, Any] = problem_body(
-            status=status,
-            code=HTTP_CODES[status],
-            detail=detail,
-            instance=instance_of(scope),
-            request_id=scope["state"]["request_id"],
-        )
-        payload = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", PROBLEM_JSON.encode()),
-                    (b"content-length", str(len(payload)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})

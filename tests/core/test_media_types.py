@@ -8,13 +8,18 @@ body, which tells a client nothing about what it got wrong.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
 
 import httpx
 import pytest
+from fastapi import Body, FastAPI
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict
 
-from tests.conftest import AppFactory
+from core.app import create_app
+from tests.conftest import AppFactory, make_settings
 from tests.support.problems import assert_problem
 
 BUILT_IN = "user,auth,upload"
@@ -109,3 +114,48 @@ async def test_the_token_form_and_bodiless_requests_are_not_json_routes(
     assert form.status_code == 200, form.text
     body = assert_problem(empty, 422, "core.validation_error")
     assert [e["field"] for e in body["errors"]] == ["body"], body
+
+
+class Note(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str
+
+
+def app_with_bodies(tmp_path: Path) -> FastAPI:
+    """An app without plugins, with a JSON route whose body is optional and a route that
+    declares a body of another media type."""
+    app = create_app(make_settings(f"sqlite+aiosqlite:///{tmp_path / 'bodies.db'}"))
+
+    @app.post("/optional")
+    async def optional(note: Note | None = None) -> dict[str, Any]:
+        return {"note": note.text if note else None}
+
+    @app.post("/plain")
+    async def plain(text: Annotated[str, Body(media_type="text/plain")]) -> dict[str, Any]:
+        return {"declared": "text/plain"}
+
+    return app
+
+
+async def chunked(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def test_only_a_body_that_is_there_and_declared_json_is_checked(tmp_path: Path) -> None:
+    """Stops the check misfiring: an optional JSON body left out (some clients still send a
+    Content-Type) reaches the route, and a route declaring another media type for its body
+    is not a JSON route; a chunked body whose first chunk is empty is still checked."""
+    transport = httpx.ASGITransport(app=app_with_bodies(tmp_path))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        empty = await client.post("/optional", headers=form)
+        declared = await client.post(
+            "/plain", content=b"just text", headers={"content-type": "text/plain"}
+        )
+        late = await client.post("/optional", content=chunked(b"", b'{"text": "x"}'))
+
+    assert empty.status_code == 200, empty.text
+    assert empty.json() == {"note": None}
+    assert declared.status_code == 200, declared.text
+    assert_unsupported(late, None)
