@@ -40,6 +40,10 @@ DEV_SECRET_KEY = "courtyard-development-secret-do-not-use-in-production"  # noqa
 MIN_SECRET_BYTES = 32
 MIN_SECRET_DISTINCT_CHARS = 10
 GENERATE_SECRET_HINT = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'  # noqa: S105
+_SECRET_RULE = (
+    f"a secret needs at least {MIN_SECRET_BYTES} bytes and {MIN_SECRET_DISTINCT_CHARS} "
+    f"distinct characters; generate one with {GENERATE_SECRET_HINT}"
+)
 
 # The `courtyard.toml` table being applied while a settings object is built. A context
 # variable (not a class attribute) so one settings class can be bound to any table.
@@ -130,11 +134,7 @@ def weak_secret_reason(value: str | bytes | SecretStr) -> str | None:
         problem = f"has fewer than {MIN_SECRET_DISTINCT_CHARS} distinct characters"
     else:
         return None
-    return (
-        f"{problem}: a secret needs at least {MIN_SECRET_BYTES} bytes and "
-        f"{MIN_SECRET_DISTINCT_CHARS} distinct characters; generate one with "
-        f"{GENERATE_SECRET_HINT}"
-    )
+    return f"{problem}: {_SECRET_RULE}"
 
 
 def parse_forwarded_allow_ips(value: Any) -> Any:
@@ -238,9 +238,7 @@ class CoreSettings(CourtyardSettings):
         if self.uses_development_secret:
             raise ValueError(
                 "with COURTYARD_ENV=production, COURTYARD_SECRET_KEY must not be the public "
-                f"development default: a secret needs at least {MIN_SECRET_BYTES} bytes and "
-                f"{MIN_SECRET_DISTINCT_CHARS} distinct characters; generate one with "
-                f"{GENERATE_SECRET_HINT}"
+                f"development default: {_SECRET_RULE}"
             )
         reason = weak_secret_reason(self.secret_key)
         if reason:

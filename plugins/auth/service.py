@@ -117,9 +117,12 @@ class AuthService:
         """Tokens for the right email and password of an active account; the same 401 for
         every other case, after the same amount of work."""
         self.policy.check_length(password)
-        # Read before counting: a sign-in the database cannot answer (503) counts for
-        # nothing, so an outage does not lock owners out once it is over. The count still
-        # comes before the password is checked, so parallel guesses cannot outrun it.
+        # A caller over a limit is refused before any database work. The attempt is
+        # counted only once the account is read, so a sign-in the database cannot answer
+        # (503) counts for nothing and an outage locks nobody out once it is over; it is
+        # still counted before the password is checked, so parallel guesses cannot
+        # outrun the limit.
+        await self.throttle.check(email, client.ip)
         user, credential = await self._account(email=email)
         await self.throttle.attempt(email, client.ip)
         if user is None or credential is None:

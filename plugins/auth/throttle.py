@@ -38,13 +38,26 @@ class LoginThrottle:
         self._per_account: RateLimitItem = parse(settings.login_limit_per_account)
         self._per_ip: RateLimitItem = parse(settings.login_limit_per_ip)
 
+    async def check(self, account: str, ip: str | None) -> None:
+        """429 (with Retry-After) when the account or the IP is at its limit already;
+        counts nothing. Asked before any other work, so a caller over a limit costs no
+        database read (and learns nothing from how long one takes)."""
+        await self._count(account, ip, counting=False)
+
     async def attempt(self, account: str, ip: str | None) -> None:
         """Count an attempt against the account (an email as typed, or a user id) and the
         IP; 429 (with Retry-After) when either is over its limit, in which case the
         password must not be checked."""
+        await self._count(account, ip, counting=True)
+
+    async def _count(self, account: str, ip: str | None, *, counting: bool) -> None:
         for limit, key in self._keys(account, ip):
             try:
-                if await self._windows.hit(limit, _NAMESPACE, key):
+                if counting:
+                    under = await self._windows.hit(limit, _NAMESPACE, key)
+                else:
+                    under = await self._windows.test(limit, _NAMESPACE, key)
+                if under:
                     continue
                 retry_after = await self._windows.retry_after(limit, _NAMESPACE, key)
             except StorageError as exc:

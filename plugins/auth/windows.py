@@ -32,6 +32,11 @@ class Windows(Protocol):
         """Count an attempt, unless the key is at its limit; True if it was counted."""
         ...
 
+    async def test(self, limit: RateLimitItem, namespace: str, key: str) -> bool:
+        """True if an attempt would be counted now (the key is under its limit); counts
+        nothing."""
+        ...
+
     async def retry_after(self, limit: RateLimitItem, namespace: str, key: str) -> int:
         """Whole seconds until the key may be counted again."""
         ...
@@ -77,6 +82,14 @@ class MemoryWindows:
         times.append(now)
         return True
 
+    async def test(self, limit: RateLimitItem, namespace: str, key: str) -> bool:
+        found = self._attempts.get(_name(limit, namespace, key))
+        if found is None:
+            return limit.amount > 0
+        window, times = found
+        since = time.monotonic() - window
+        return sum(1 for at in times if at > since) < limit.amount
+
     async def retry_after(self, limit: RateLimitItem, namespace: str, key: str) -> int:
         found = self._attempts.get(_name(limit, namespace, key))
         if found is None or not found[1]:
@@ -111,6 +124,9 @@ class SharedWindows:
 
     async def hit(self, limit: RateLimitItem, namespace: str, key: str) -> bool:
         return bool(await self._limiter.hit(limit, namespace, key))
+
+    async def test(self, limit: RateLimitItem, namespace: str, key: str) -> bool:
+        return bool(await self._limiter.test(limit, namespace, key))
 
     async def retry_after(self, limit: RateLimitItem, namespace: str, key: str) -> int:
         stats = await self._limiter.get_window_stats(limit, namespace, key)

@@ -193,6 +193,25 @@ async def test_a_client_address_taken_from_an_untrusted_header_is_refused(
     assert "--no-proxy-headers" in warnings[0].getMessage()
 
 
+async def test_an_unreadable_forwarded_entry_the_server_took_is_refused_too(
+    tmp_path: Path,
+) -> None:
+    """Stops a bypass of the refusal above: uvicorn's own proxy-header step (trusting
+    127.0.0.1, as plain uvicorn does by default) keeps an entry it cannot read as the client
+    verbatim, and a fresh made-up string per request would be a fresh per-IP bucket."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    app = ProxyHeadersMiddleware(app_with_whoami(tmp_path), trusted_hosts="127.0.0.1")
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        for forwarded in ("6.6.6.6:abc", "[foo", "[::1]x", "1.2.3.4, [::1", "6.6.6.6", "::1"):
+            refused = await client.get("/whoami", headers={"X-Forwarded-For": forwarded})
+            assert refused.status_code == 400, (forwarded, refused.text)
+            assert_problem(refused, 400, UNTRUSTED_FORWARDED_CODE)
+        plain = await client.get("/whoami")
+    assert plain.json() == {"client": "127.0.0.1"}
+
+
 # -- over real HTTP -------------------------------------------------------------------------
 
 

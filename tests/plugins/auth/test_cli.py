@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -333,9 +334,26 @@ async def test_set_password_asks_for_the_password_only_once_the_account_is_found
             assert result.stdout.endswith(SET.format(email=email))
             assert read > 0
             await assert_login_refused(auth, email, PASSWORD)
+            await signed_in(auth, email, NEW_PASSWORD)
         else:
             line = assert_one_line_error(result, status=1)  # and nothing on stdout: no prompt
             assert line == f"{ERROR}No user with email {email}"
             assert "New password" not in result.stdout + result.stderr
             assert read == 0, f"the command read {read} bytes of what was typed"
             await signed_in(auth, "ann@example.com", PASSWORD)
+
+
+def help_commands(stdout: str) -> list[str]:
+    """The command names in the "Commands" panel of a `--help`."""
+    panel = stdout.split("Commands", 1)[1]
+    return re.findall(r"^\W*([\w-]+) {2,}\S", panel, flags=re.MULTILINE)
+
+
+async def test_help_lists_both_commands(courtyard: Courtyard) -> None:
+    """Stops: the operator's tools being unreachable (not registered with `courtyard`)."""
+    auth_help = ok(await courtyard("auth", "--help"))
+    top_help = ok(await courtyard("--help"))
+
+    assert help_commands(auth_help) == ["revoke-sessions", "set-password"]
+    assert "Passwords and sessions." in auth_help
+    assert "auth" in help_commands(top_help)

@@ -31,6 +31,7 @@ from tests.plugins.auth.conftest import (
 )
 from tests.support.databases import execute, kill_app_connections
 from tests.support.problems import assert_problem
+from tests.support.statements import sent_statements
 
 REDIS_ENV = "COURTYARD_TEST_REDIS_URL"
 REDIS_URL = os.environ.get(REDIS_ENV)
@@ -362,3 +363,21 @@ async def test_sign_ins_answered_503_in_an_outage_count_for_nothing(
     for response in during:
         assert_problem(response, 503, "core.database_unavailable")
     assert after.status_code == 200, after.text
+
+
+async def test_a_throttled_sign_in_costs_no_database_work(auth_app: AuthAppFactory) -> None:
+    """Stops a caller far over its limit keeping the pool busy (and timing account reads for
+    free): once the account is at its limit, a sign-in is refused before any statement, for
+    a known and an unknown email alike."""
+    async with auth_app(login_limit_per_account="1/minute") as auth:
+        await auth.signup("ann@example.com")
+        await fail_login(auth, "ann@example.com")
+        await fail_login(auth, "nobody@example.com")
+        engine = auth.client.app.state.database.write_engine  # type: ignore[attr-defined]
+
+        async with sent_statements(engine) as seen:
+            known = await auth.login("ann@example.com")
+            unknown = await auth.login("nobody@example.com")
+
+    assert assert_throttled(known) == assert_throttled(unknown)
+    assert seen == []
