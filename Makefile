@@ -24,8 +24,10 @@ run: install
 migrate: install
 	$(BIN)/courtyard db upgrade
 
+# On every core (pytest-xdist), a file's tests in one worker: they share fixtures and,
+# for the shared rate-limit tests, one Redis database.
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --numprocesses auto --dist loadfile $(PYTEST_ARGS)
 
 # Fuzzing, database faults, races, graceful shutdown and a 60 s soak. With
 # COURTYARD_TEST_DATABASE_URL set (as CI does) the PostgreSQL-only parts run too.
