@@ -22,7 +22,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Send
 
-from core.db.errors import is_database_unavailable, is_lost_race, raised_by_database
+from core.db.errors import (
+    is_database_unavailable,
+    is_lost_race,
+    is_stale_statement,
+    raised_by_database,
+)
 
 logger = logging.getLogger("courtyard.errors")
 
@@ -361,7 +366,7 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _unavailable_error(request: Request, exc: Exception) -> JSONResponse:
-    if is_lost_race(exc):
+    if is_lost_race(exc) or is_stale_statement(exc):
         return _lost_race(request, exc)
     if not is_database_unavailable(exc):
         raise exc
@@ -388,7 +393,9 @@ async def _unavailable_error(request: Request, exc: Exception) -> JSONResponse:
 
 def _lost_race(request: Request, exc: Exception) -> JSONResponse:
     """A transaction the database rolled back to break a deadlock or a serialization
-    conflict with a concurrent one: nothing was written, and sending it again succeeds."""
+    conflict with a concurrent one, or that met a prepared statement gone stale under a
+    schema change (see `core.db.errors.is_stale_statement`): nothing was written, and
+    sending it again succeeds."""
     logger.warning(
         "transaction rolled back by the database [request_id=%s]: %s",
         request_id_of(request),

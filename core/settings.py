@@ -198,6 +198,12 @@ class CoreSettings(CourtyardSettings):
     db_ping_idle_after: float = Field(
         1.0, ge=0, description="ping a pooled connection idle longer than this before use"
     )
+    db_pooler: Literal["none", "transaction"] = Field(
+        "none",
+        description="what sits between the app and PostgreSQL: none, or a pooler in "
+        "transaction mode (pgbouncer, pgcat, supavisor), which hands a server connection "
+        "to a client for one transaction only",
+    )
     db_echo: bool = False
 
     max_request_body: int = Field(1_048_576, ge=1, description="bytes; larger bodies get 413")

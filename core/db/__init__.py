@@ -1,7 +1,6 @@
 """Database access for plugins: engines, sessions, the base model and repository, ids."""
 
 from core.db.engine import Database
-from core.db.hot import HotConnection, HotStatement, HotTarget, dialect_of
 from core.db.ids import ID_PATTERN, is_valid_id, new_id
 from core.db.model import Entity, Model, UTCDateTime, id_field, metadata, utcnow
 from core.db.pagination import Page, PageParams, page_params
@@ -14,23 +13,23 @@ from core.db.session import (
     read_session,
     write_session,
 )
+from core.db.statement import CoreStatement, StatementTarget, dialect_of
 from core.db.unit_of_work import AppSession
 
 __all__ = [
     "ID_PATTERN",
     "AppSession",
     "BaseRepository",
+    "CoreStatement",
     "Database",
     "DbSession",
     "Entity",
-    "HotConnection",
-    "HotStatement",
-    "HotTarget",
     "Model",
     "Page",
     "PageParams",
     "ReadSession",
     "Slice",
+    "StatementTarget",
     "UTCDateTime",
     "WriteSession",
     "db_session",

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import time
-from contextlib import AbstractAsyncContextManager
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, StaticPool
+from sqlalchemy.util import await_only
 
-from core.db.hot import HotConnection, hot_connection, hot_transaction
 from core.db.pool import FairAsyncQueuePool
 from core.db.unit_of_work import AppSession
 from core.settings import CoreSettings
@@ -35,10 +42,12 @@ def _engine_options(url: str, settings: CoreSettings, *, migrations: bool) -> di
         "timeout": settings.db_connect_timeout,
         "server_settings": {"application_name": "courtyard"},
     }
+    if settings.db_pooler == "transaction":
+        connect_args.update(_through_a_transaction_pooler())
     if migrations:
         options["poolclass"] = NullPool
     else:
-        if settings.db_statement_timeout:
+        if settings.db_statement_timeout and settings.db_pooler == "none":
             timeout_ms = str(int(settings.db_statement_timeout * 1000))
             connect_args["server_settings"]["statement_timeout"] = timeout_ms
         # A client-side bound on every command, pre-ping included: a server that went
@@ -55,6 +64,24 @@ def _engine_options(url: str, settings: CoreSettings, *, migrations: bool) -> di
         )
     options["connect_args"] = connect_args
     return options
+
+
+def _through_a_transaction_pooler() -> dict[str, Any]:
+    """asyncpg's options behind a pooler in transaction mode, as SQLAlchemy's asyncpg
+    dialect documents them: a client's next transaction may run on another server
+    connection, where a prepared statement kept from an earlier one does not exist (and
+    its name may be taken by another client's). So no statement is kept for reuse, by
+    SQLAlchemy's cache or asyncpg's, and every prepared statement gets a name of its own.
+    """
+    return {
+        "prepared_statement_cache_size": 0,
+        "statement_cache_size": 0,
+        "prepared_statement_name_func": _unique_statement_name,
+    }
+
+
+def _unique_statement_name() -> str:
+    return f"__courtyard_{uuid.uuid4().hex}__"
 
 
 _RETURNED_AT = "courtyard.returned_at"
@@ -145,40 +172,71 @@ def create_engine(url: str, settings: CoreSettings, *, migrations: bool = False)
         # lock to queue on, only one transaction at a time (tests and throwaway use).
         if options.get("poolclass") is not StaticPool:
             event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+    elif settings.db_pooler == "transaction":
+        _one_transaction_at_a_time(engine, 0.0 if migrations else settings.db_statement_timeout)
     return engine
 
 
-def _autocommit(engine: AsyncEngine) -> AsyncEngine:
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+def _one_transaction_at_a_time(engine: AsyncEngine, statement_timeout: float) -> None:
+    """What a pooler in transaction mode needs of each transaction, whose server connection
+    serves other clients before and after it:
 
+    - `SET LOCAL statement_timeout` as it begins: the pooler refuses the setting as a
+      startup parameter, and a session-wide `SET` would outlive the transaction;
+    - `DEALLOCATE ALL` as it ends: asyncpg prepares every statement under a name of its
+      own and closes it only as the next statement is prepared, by then maybe on another
+      server connection, so without this each transaction would leave its last statement
+      behind on the server. (Sent through the driver as a plain query: one round trip,
+      and no prepared statement of its own. In a transaction the server has aborted it
+      cannot run; what that transaction prepared stays until the connection closes.)"""
+    timeout = f"SET LOCAL statement_timeout = {int(statement_timeout * 1000)}"
 
-def _autocommit_sessions(engine: AsyncEngine) -> async_sessionmaker[AppSession]:
-    return async_sessionmaker(engine, class_=AppSession, expire_on_commit=False)
+    @event.listens_for(engine.sync_engine, "begin")
+    def _began(connection: Connection) -> None:
+        if statement_timeout:
+            connection.exec_driver_sql(timeout)
+
+    @event.listens_for(engine.sync_engine, "commit")
+    @event.listens_for(engine.sync_engine, "rollback")
+    def _ending(connection: Connection) -> None:
+        driver = connection.connection.driver_connection
+        if driver is None or driver.is_closed():
+            return
+        try:
+            await_only(driver.execute("DEALLOCATE ALL"))
+        except Exception:  # an aborted transaction: nothing to be done
+            return
 
 
 class Database:
-    """The app's engines. Reads go to the replica when one is configured."""
+    """The app's engines. Reads go to the replica when one is configured.
+
+    Reads run outside a transaction (autocommit), which saves the BEGIN and ROLLBACK round
+    trips (and, on SQLite, never queues behind a writer) — except behind a transaction
+    pooler (`COURTYARD_DB_POOLER=transaction`), which keeps a client on one server
+    connection only for a transaction: there every statement runs in one, so that a
+    statement is prepared and run on the same server connection, under its timeout."""
 
     def __init__(self, settings: CoreSettings) -> None:
+        self._autocommit_reads = settings.db_pooler == "none"
         self.write_engine = create_engine(settings.database_url, settings)
         if settings.read_database_url and settings.read_database_url != settings.database_url:
             self.read_engine = create_engine(settings.read_database_url, settings)
         else:
             self.read_engine = self.write_engine
-        self.write_sessions = async_sessionmaker(
-            self.write_engine, class_=AppSession, expire_on_commit=False
-        )
-        # Reads need no transaction: autocommit saves the BEGIN and ROLLBACK round trips
-        # (and, on SQLite, never queues behind a writer).
-        self.read_sessions = _autocommit_sessions(_autocommit(self.read_engine))
+        self.write_sessions = _sessions(self.write_engine)
+        self.read_sessions = _sessions(self._for_reads(self.read_engine))
         # Reads that must not lag behind the primary (e.g. "is this account still active?"),
-        # as sessions or, for a `HotStatement`, as the engine itself.
-        self.primary_read_engine = _autocommit(self.write_engine)
+        # as sessions or, for a `CoreStatement`, as the engine itself.
+        self.primary_read_engine = self._for_reads(self.write_engine)
         self.primary_read_sessions = (
-            _autocommit_sessions(self.primary_read_engine)
-            if self.has_replica
-            else self.read_sessions
+            _sessions(self.primary_read_engine) if self.has_replica else self.read_sessions
         )
+
+    def _for_reads(self, engine: AsyncEngine) -> AsyncEngine:
+        if not self._autocommit_reads:
+            return engine
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @property
     def has_replica(self) -> bool:
@@ -188,20 +246,32 @@ class Database:
         """Run `SELECT 1` on every engine; raises when one cannot be reached."""
         engines = [self.write_engine] + ([self.read_engine] if self.has_replica else [])
         for engine in engines:
-            async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
-                await conn.execute(select(1))
+            async with self._for_reads(engine).connect() as connection:
+                await connection.execute(select(1))
 
-    def hot_transaction(self) -> AbstractAsyncContextManager[HotConnection]:
-        """One transaction on the primary for `HotStatement`s (see `core.db.hot`)."""
-        return hot_transaction(self.write_engine)
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One connection to the primary in one transaction, for `CoreStatement`s:
+        committed when the block ends, rolled back when it raises."""
+        async with self.write_engine.begin() as connection:
+            yield connection
 
-    def hot_connection(self) -> AbstractAsyncContextManager[HotConnection]:
-        """One connection to the primary for `HotStatement`s, each statement on its own
-        (autocommit): reads that must not lag, and writes that are one statement, with one
-        pool checkout for all of them."""
-        return hot_connection(self.primary_read_engine)
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """One connection to the primary for `CoreStatement`s, with one pool checkout for
+        all of them: reads that must not lag, and writes that are one statement. Each
+        statement is its own transaction (behind a transaction pooler, the block is one,
+        committed when it ends without an error)."""
+        async with self.primary_read_engine.connect() as connection:
+            yield connection
+            if connection.in_transaction():
+                await connection.commit()
 
     async def dispose(self) -> None:
         await self.write_engine.dispose()
         if self.has_replica:
             await self.read_engine.dispose()
+
+
+def _sessions(engine: AsyncEngine) -> async_sessionmaker[AppSession]:
+    return async_sessionmaker(engine, class_=AppSession, expire_on_commit=False)

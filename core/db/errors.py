@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import sqlite3
+import sys
 
 from sqlalchemy import exc as sa_exc
 
@@ -59,6 +60,23 @@ def is_lost_race(exc: BaseException) -> bool:
         return False
     state = _sqlstate(exc.orig)
     return state is not None and state.startswith(_PG_LOST_RACE)
+
+
+def is_stale_statement(exc: BaseException) -> bool:
+    """True when a prepared statement the driver kept no longer matches the schema (a
+    column's type changed since it was prepared, by a deploy's migration from another
+    connection). The driver has dropped its prepared statements by the time this is
+    raised: the same statement run again succeeds, outside a transaction at once; inside
+    one, the database aborted the transaction, so only the whole transaction can be."""
+    driver = sys.modules.get("asyncpg")  # not imported: not the error of a connection of it
+    if driver is None or not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    error: BaseException | None = exc.orig
+    while error is not None:
+        if isinstance(error, driver.exceptions.InvalidCachedStatementError):
+            return True
+        error = error.__cause__
+    return False
 
 
 def raised_by_database(exc: BaseException) -> bool:

@@ -20,10 +20,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.orm import SessionTransaction
+from sqlalchemy import Result, event
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import ORMExecuteState, SessionTransaction
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from core.db.errors import is_stale_statement
 
 logger = logging.getLogger("courtyard.db")
 
@@ -58,6 +61,22 @@ def _rolled_back(session: Session, previous: SessionTransaction) -> None:
         pending.clear()
         return
     pending[:] = [q for q in pending if not _within(q.transaction, previous)]
+
+
+@event.listens_for(_SyncSession, "do_orm_execute")
+def _run_stale_statement_again(state: ORMExecuteState) -> Result[Any] | None:
+    """Outside a transaction (an autocommit read session), run a statement whose prepared
+    form went stale under a schema change once more (see `core.db.errors`). In a
+    transaction the error stands: the database aborted it."""
+    bind = state.session.get_bind()
+    if bind.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+        return None  # executed as usual
+    try:
+        return state.invoke_statement()
+    except DBAPIError as error:
+        if not is_stale_statement(error):
+            raise
+        return state.invoke_statement()
 
 
 def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from core.db import Database, HotStatement, HotTarget, dialect_of
+from core.db import CoreStatement, Database, StatementTarget, dialect_of
 from plugins.auth.models import (
     ActionToken,
     AuthSession,
@@ -33,20 +33,20 @@ class StoredCredential:
 
 
 @dataclass(frozen=True, slots=True)
-class _HotQueries:
+class _Statements:
     """The statements of every sign-in and every refresh, built once (building a statement
     costs more CPU than running it). Values come in as bound parameters; an INSERT's are
     named `new_<column>`."""
 
-    credential: HotStatement
-    lock_credential: HotStatement
-    rehash: HotStatement
-    insert_session: HotStatement
-    insert_refresh_token: HotStatement
-    insert_session_and_token: HotStatement  # PostgreSQL: one statement for both rows
+    credential: CoreStatement
+    lock_credential: CoreStatement
+    rehash: CoreStatement
+    insert_session: CoreStatement
+    insert_refresh_token: CoreStatement
+    insert_session_and_token: CoreStatement  # PostgreSQL: one statement for both rows
     refresh_token: Any
-    spend: HotStatement
-    touch: HotStatement
+    spend: CoreStatement
+    touch: CoreStatement
 
 
 _SESSION_COLUMNS = ("id", "user_id", "created_at", "last_used_at", "expires_at", "user_agent", "ip")
@@ -54,21 +54,21 @@ _REFRESH_TOKEN_COLUMNS = ("id", "session_id", "token_hash", "issued_at")
 
 
 @cache
-def _queries() -> _HotQueries:
+def _queries() -> _Statements:
     credential = select(Credential.password_hash, Credential.changed_at).where(
         col(Credential.user_id) == bindparam("user_id")
     )
-    return _HotQueries(
-        credential=HotStatement(credential),
-        lock_credential=HotStatement(credential.with_for_update()),
-        rehash=HotStatement(
+    return _Statements(
+        credential=CoreStatement(credential),
+        lock_credential=CoreStatement(credential.with_for_update()),
+        rehash=CoreStatement(
             update(Credential)
             .where(col(Credential.user_id) == bindparam("owner"))
             .values(password_hash=bindparam("new_hash"))
         ),
-        insert_session=HotStatement(_insert(AuthSession, _SESSION_COLUMNS)),
-        insert_refresh_token=HotStatement(_insert(RefreshToken, _REFRESH_TOKEN_COLUMNS)),
-        insert_session_and_token=HotStatement(
+        insert_session=CoreStatement(_insert(AuthSession, _SESSION_COLUMNS)),
+        insert_refresh_token=CoreStatement(_insert(RefreshToken, _REFRESH_TOKEN_COLUMNS)),
+        insert_session_and_token=CoreStatement(
             _insert(RefreshToken, _REFRESH_TOKEN_COLUMNS, "token_").add_cte(
                 _insert(AuthSession, _SESSION_COLUMNS, "session_").cte("new_session")
             )
@@ -76,14 +76,14 @@ def _queries() -> _HotQueries:
         refresh_token=select(RefreshToken, AuthSession)
         .join(AuthSession, col(AuthSession.id) == col(RefreshToken.session_id))
         .where(col(RefreshToken.token_hash) == bindparam("token_hash")),
-        spend=HotStatement(
+        spend=CoreStatement(
             update(RefreshToken)
             .where(
                 col(RefreshToken.id) == bindparam("token_id"), col(RefreshToken.used_at).is_(None)
             )
             .values(used_at=bindparam("now"), replaced_by=bindparam("replaced_by"))
         ),
-        touch=HotStatement(
+        touch=CoreStatement(
             update(AuthSession)
             .where(col(AuthSession.id) == bindparam("session_id"))
             .values(last_used_at=bindparam("now"))
@@ -191,7 +191,7 @@ class AuthRepository:
         return (await self.session.exec(stmt)).first()
 
     async def spend_action_token(self, token_id: str, now: datetime) -> bool:
-        """Use the token once; True for the one caller that did (as `HotAuthRepository.spend`)."""
+        """Use the token once; True for the one caller that did (as `AuthStatements.spend`)."""
         result: CursorResult[tuple[()]] = await self.session.exec(  # type: ignore[call-overload]
             update(ActionToken)
             .where(col(ActionToken.id) == token_id, col(ActionToken.used_at).is_(None))
@@ -200,11 +200,11 @@ class AuthRepository:
         return result.rowcount == 1
 
 
-class HotAuthRepository:
-    """The queries of every sign-in and refresh as `HotStatement`s, on any of their targets:
-    the primary's engine, a `HotConnection`, or a session (its transaction)."""
+class AuthStatements:
+    """The queries of every sign-in and refresh as `CoreStatement`s, on any of their targets:
+    the primary's engine, a `AsyncConnection`, or a session (its transaction)."""
 
-    def __init__(self, target: HotTarget) -> None:
+    def __init__(self, target: StatementTarget) -> None:
         self.target = target
 
     async def credential(self, user_id: str) -> StoredCredential | None:

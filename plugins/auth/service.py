@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from core.db import AppSession, Database, HotTarget, Page, PageParams, is_valid_id, new_id, utcnow
+from core.db import (
+    AppSession,
+    Database,
+    Page,
+    PageParams,
+    StatementTarget,
+    is_valid_id,
+    new_id,
+    utcnow,
+)
 from core.errors import ForbiddenError, NotFoundError, UnauthorizedError
 from plugins.auth.models import (
     IP_MAX_LENGTH,
@@ -26,7 +35,7 @@ from plugins.auth.models import (
     Credential,
 )
 from plugins.auth.passwords import PasswordHasherService, PasswordPolicy
-from plugins.auth.repository import AuthRepository, HotAuthRepository, StoredCredential
+from plugins.auth.repository import AuthRepository, AuthStatements, StoredCredential
 from plugins.auth.revocation import RevokedSessions
 from plugins.auth.schemas import AccountCreated, SessionInfo, SignedIn, Tokens
 from plugins.auth.settings import AuthSettings
@@ -176,7 +185,7 @@ class AuthService:
             if user is None:
                 raise invalid_refresh_token()
             secret, successor = _refresh_token_for(auth_session.id, now)
-            rows = HotAuthRepository(session)
+            rows = AuthStatements(session)
             if not await rows.spend(token.id, successor["id"], now):
                 # A concurrent refresh with the same token won (PostgreSQL re-checked the
                 # row after it committed); this one gets nothing. Not theft, as above.
@@ -297,7 +306,7 @@ class AuthService:
     ) -> tuple[User | None, StoredCredential | None]:
         """The account (live, active or not; found by email or id) and its credential, read
         from the primary outside any transaction, on one connection."""
-        async with self.database.hot_connection() as connection:
+        async with self.database.connection() as connection:
             if email and self._sign_in is not None:
                 return await self._sign_in.account_and_credential(connection, email)
             accounts = self.accounts
@@ -308,7 +317,7 @@ class AuthService:
             )
             if user is None:
                 return None, None
-            return user, await HotAuthRepository(connection).credential(user.id)
+            return user, await AuthStatements(connection).credential(user.id)
 
     async def _open_password_session(
         self, user: User, checked: StoredCredential, rehashed: str | None, client: Client
@@ -319,15 +328,15 @@ class AuthService:
         if self._sign_in is not None and rehashed is None:
             # PostgreSQL: one statement (see `sign_in_statements`).
             row, refresh, secret = self._new_session(user.id, client)
-            async with self.database.hot_connection() as connection:
+            async with self.database.connection() as connection:
                 current = await self._sign_in.open_session(
                     connection, checked=checked, session=row, token=refresh
                 )
             if current is None:
                 raise invalid_credentials()
             return current, self._tokens(current, row["id"], row["expires_at"], secret)
-        async with self.database.hot_transaction() as transaction:
-            rows = HotAuthRepository(transaction)
+        async with self.database.transaction() as transaction:
+            rows = AuthStatements(transaction)
             # The password may have changed while it was being checked (its other sessions
             # were revoked then): this login must neither open a session nor, by saving a
             # rehash, bring the old password back.
@@ -378,10 +387,10 @@ class AuthService:
         password_hash = await self.hasher.hash(password)
         await self._set_password(user_id, password_hash, keep=None, check=check)
 
-    async def _open_session(self, target: HotTarget, user: User, client: Client) -> Tokens:
+    async def _open_session(self, target: StatementTarget, user: User, client: Client) -> Tokens:
         """A new session and its first refresh token, inserted in `target`'s transaction."""
         row, refresh, secret = self._new_session(user.id, client)
-        await HotAuthRepository(target).open_session(row, refresh)
+        await AuthStatements(target).open_session(row, refresh)
         return self._tokens(user, row["id"], row["expires_at"], secret)
 
     def _new_session(

@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, insert, select, true
 from sqlmodel import col
 
-from core.db import HotStatement, HotTarget
+from core.db import CoreStatement, StatementTarget
 from plugins.auth.models import AuthSession, Credential, RefreshToken
 from plugins.auth.repository import StoredCredential
 from plugins.user.api import AccountReader, User
@@ -45,11 +45,11 @@ class SignInStatements:
 
     def __init__(self, accounts: AccountReader) -> None:
         self.accounts = accounts
-        self._read = HotStatement(_account_and_credential(accounts))
-        self._open = HotStatement(_open_session(accounts))
+        self._read = CoreStatement(_account_and_credential(accounts))
+        self._open = CoreStatement(_open_session(accounts))
 
     async def account_and_credential(
-        self, target: HotTarget, email: str
+        self, target: StatementTarget, email: str
     ) -> tuple[User | None, StoredCredential | None]:
         """The live account (active or not) with this email and its credential, if any."""
         key = self.accounts.email_key(email)
@@ -65,7 +65,7 @@ class SignInStatements:
 
     async def open_session(
         self,
-        target: HotTarget,
+        target: StatementTarget,
         *,
         checked: StoredCredential,
         session: Mapping[str, Any],

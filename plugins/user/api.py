@@ -22,8 +22,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
-
-from core.db import HotConnection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 USER_ID_PREFIX = "usr"
 EMAIL_MAX_LENGTH = 320  # RFC 3696 (errata): 64 for the local part, @, 255 for the domain
@@ -50,22 +49,22 @@ class User(BaseModel):
 
 
 class AccountReader(Protocol):
-    """Account reads for hot paths (signing in, checking a caller), outside any ORM session
-    and at driver speed: `container.user.accounts()`. Reads come from the primary, or run
-    on `within`: the caller's `HotConnection` (`Database.hot_connection()`, to share one
-    pool checkout between reads, or `Database.hot_transaction()`, to read under the locks
-    the caller holds)."""
+    """Account reads for the paths every request takes (signing in, checking a caller), as
+    Core statements outside any ORM session: `container.user.accounts()`. Reads come from
+    the primary, or run on `within`: the caller's `AsyncConnection` (`Database.connection()`,
+    to share one pool checkout between reads, or `Database.transaction()`, to read under
+    the locks the caller holds)."""
 
-    async def active(self, user_id: str, *, within: HotConnection | None = None) -> User | None:
+    async def active(self, user_id: str, *, within: AsyncConnection | None = None) -> User | None:
         """The user if it is live and active; None otherwise (unknown, deleted, inactive)."""
         ...
 
-    async def live(self, user_id: str, *, within: HotConnection | None = None) -> User | None:
+    async def live(self, user_id: str, *, within: AsyncConnection | None = None) -> User | None:
         """The user if it is live (active or not); None if unknown, malformed or deleted."""
         ...
 
     async def live_by_email(
-        self, email: str, *, within: HotConnection | None = None
+        self, email: str, *, within: AsyncConnection | None = None
     ) -> User | None:
         """The live user (active or not) with this email, compared case-insensitively."""
         ...

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, bindparam, or_, text
 from sqlmodel import col, select
 
-from core.db import BaseRepository, HotStatement, Slice
+from core.db import BaseRepository, CoreStatement, Slice
 from plugins.user.models import UserRecord, email_key
 from plugins.user.schemas import UserFilter
 
@@ -19,29 +19,29 @@ def _account_columns() -> list[Any]:
 
 
 @dataclass(frozen=True, slots=True)
-class _HotReads:
-    """The account reads of every request and every sign-in, as `HotStatement`s."""
+class _AccountStatements:
+    """The account reads of every request and every sign-in, as `CoreStatement`s."""
 
-    active: HotStatement
-    live: HotStatement
-    live_by_email: HotStatement
+    active: CoreStatement
+    live: CoreStatement
+    live_by_email: CoreStatement
     # The same selects for other plugins to embed in statements of their own (api.py).
     live_by_email_select: Any
     active_shared_select: Any
 
 
 @cache
-def hot_reads() -> _HotReads:
+def account_statements() -> _AccountStatements:
     """Built once: building a `select()` costs a third of running it."""
     live = select(*_account_columns()).where(col(UserRecord.deleted_at).is_(None))
     active = live.where(
         col(UserRecord.id) == bindparam("user_id"), col(UserRecord.is_active).is_(True)
     )
     by_email = live.where(col(UserRecord.email_key) == bindparam("email_key"))
-    return _HotReads(
-        active=HotStatement(active),
-        live=HotStatement(live.where(col(UserRecord.id) == bindparam("user_id"))),
-        live_by_email=HotStatement(by_email),
+    return _AccountStatements(
+        active=CoreStatement(active),
+        live=CoreStatement(live.where(col(UserRecord.id) == bindparam("user_id"))),
+        live_by_email=CoreStatement(by_email),
         live_by_email_select=by_email,
         active_shared_select=active.with_for_update(read=True),
     )

@@ -23,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from core.db.engine import create_engine
 from core.db.errors import is_database_unavailable, raised_by_database
-from core.db.hot import hot_connection, hot_transaction
 from core.errors import install_error_handlers
 from tests.conftest import make_settings
 
@@ -33,8 +32,7 @@ URL = "postgresql+asyncpg://courtyard@127.0.0.1:9/courtyard"
 Connect = Callable[[AsyncEngine], AbstractAsyncContextManager[Any]]
 WAYS_TO_CONNECT: dict[str, Connect] = {
     "engine.connect": lambda engine: engine.connect(),
-    "hot_connection": hot_connection,
-    "hot_transaction": hot_transaction,
+    "engine.begin": lambda engine: engine.begin(),
 }
 
 
@@ -118,7 +116,7 @@ async def test_a_driver_os_error_is_a_503_and_the_apps_own_a_500(
 
     @app.get("/login")
     async def login() -> None:
-        async with hot_connection(unreachable):
+        async with unreachable.connect():
             pass
 
     @app.get("/file")

@@ -6,13 +6,15 @@ then some requests wait for seconds, or get a 503, while the pool turns over qui
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.util.queue import Empty
 
 from core.db.engine import Database
-from core.db.hot import hot_connection
 from core.db.pool import FairQueue
 from core.settings import CoreSettings
 from tests.support.databases import backends
@@ -24,7 +26,26 @@ async def get(queue: FairQueue[str], wait_seconds: float | None = SAFETY_NET) ->
     return await greenlet_spawn(queue.get, True, wait_seconds)
 
 
-async def waiting(queue: FairQueue[str], count: int) -> None:
+async def driver_of(connection: AsyncConnection) -> Any:
+    """The driver's own connection under `connection` (to tell pooled connections apart)."""
+    return (await connection.get_raw_connection()).driver_connection
+
+
+def queues_made(monkeypatch: pytest.MonkeyPatch) -> list[FairQueue[Any]]:
+    """Every `FairQueue` made from now on, such as a new pool's (which the pool keeps
+    in a private attribute)."""
+    made: list[FairQueue[Any]] = []
+    init = FairQueue.__init__
+
+    def recorded(queue: FairQueue[Any], *args: Any, **kwargs: Any) -> None:
+        init(queue, *args, **kwargs)
+        made.append(queue)
+
+    monkeypatch.setattr(FairQueue, "__init__", recorded)
+    return made
+
+
+async def waiting(queue: FairQueue[Any], count: int) -> None:
     while True:
         if sum(not waiter.done() for waiter in queue._waiters) >= count:
             return
@@ -81,7 +102,10 @@ async def test_an_item_handed_to_a_waiter_that_gave_up_goes_to_the_next() -> Non
 @pytest.mark.parametrize(
     "database_url", [b for b in backends() if b == "postgresql"], indirect=True
 )
-async def test_pooled_connections_go_to_requests_in_arrival_order(database_url: str) -> None:
+async def test_pooled_connections_go_to_requests_in_arrival_order(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = queues_made(monkeypatch)
     settings = CoreSettings(env="test", database_url=database_url, db_pool_size=1)
     database = Database(settings.model_copy(update={"db_max_overflow": 0}))
     order: list[str] = []
@@ -89,22 +113,22 @@ async def test_pooled_connections_go_to_requests_in_arrival_order(database_url: 
     try:
 
         async def waiter(name: str) -> None:
-            async with hot_connection(engine):
+            async with engine.connect():
                 order.append(name)
 
         async def holder() -> None:
-            async with hot_connection(engine):
+            async with engine.connect():
                 order.append("holder")
                 holds.set()
                 await release.wait()
             # Returned; asking again at once, before any waiter has had a turn to run.
-            async with hot_connection(engine):
+            async with engine.connect():
                 order.append("holder again")
 
         holds, release = asyncio.Event(), asyncio.Event()
         holding = asyncio.create_task(holder())
         await asyncio.wait_for(holds.wait(), SAFETY_NET)
-        queue = engine.sync_engine.pool._pool  # type: ignore[attr-defined]
+        [queue] = made  # the pool's
         waiters = [asyncio.create_task(waiter(f"waiter{n}")) for n in range(2)]
         await waiting(queue, 2)
 
@@ -127,14 +151,16 @@ async def test_a_connection_beyond_the_pool_size_is_closed_when_given_back(
     engine = database.primary_read_engine
     pool = engine.sync_engine.pool
     try:
-        async with hot_connection(engine) as first, hot_connection(engine) as second:
+        async with engine.connect() as first, engine.connect() as second:
+            first_driver = await driver_of(first)
+            second_driver = await driver_of(second)
             assert pool.checkedout() == 2  # type: ignore[attr-defined]
         # `second` went back into the pool; `first` found it full and was closed.
         assert (pool.checkedin(), pool.checkedout()) == (1, 0)  # type: ignore[attr-defined]
-        assert not second.driver.is_closed()
-        assert first.driver.is_closed()
-        async with hot_connection(engine) as again:
-            assert again.driver is second.driver
-            assert await again.driver.fetchval("SELECT 1") == 1
+        assert not second_driver.is_closed()
+        assert first_driver.is_closed()
+        async with engine.connect() as again:
+            assert await driver_of(again) is second_driver
+            assert (await again.execute(sa.select(1))).scalar() == 1
     finally:
         await database.dispose()

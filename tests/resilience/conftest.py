@@ -28,7 +28,13 @@ from tests.support.databases import backends, fresh_database
 from tests.support.served import serving, wait_until_live
 from tests.support.tcpproxy import TcpProxy
 
-PG_ONLY = ["test_db_faults.py", "test_shutdown.py", "test_soak.py"]
+PG_ONLY = [
+    "test_db_faults.py",
+    "test_shutdown.py",
+    "test_soak.py",
+    "test_schema_change.py",
+    "test_transaction_pooler.py",
+]
 collect_ignore = [] if "postgresql" in backends() else PG_ONLY
 
 PLUGINS = "user,auth,upload"

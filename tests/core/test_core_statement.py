@@ -1,6 +1,6 @@
-"""`HotStatement` gives the same row as SQLAlchemy would, on every backend, with the columns'
-own conversions (UTC datetimes), parameters bound in the statement itself, and no row; its
-writes count their rows; a `hot_transaction` commits all or nothing."""
+"""`CoreStatement` gives the row SQLAlchemy gives, on every backend, with the columns' own
+conversions (UTC datetimes), parameters bound in the statement itself, and no row; its
+writes count their rows; `Database.transaction()` commits all or nothing."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from core.db import HotStatement, UTCDateTime
+from core.db import CoreStatement, UTCDateTime
 from core.db.engine import Database
 from core.db.errors import is_database_unavailable
 from core.settings import CoreSettings
 from tests.support.databases import backends, kill_app_connections
 
 THINGS = sa.Table(
-    "hot_thing",
+    "core_thing",
     sa.MetaData(),
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("kind", sa.String(16), nullable=False),
@@ -52,11 +52,11 @@ def statement() -> sa.Select[tuple[object, ...]]:
     )
 
 
-async def test_a_hot_statement_gives_what_sqlalchemy_gives(database_url: str) -> None:
+async def test_a_core_statement_gives_what_sqlalchemy_gives(database_url: str) -> None:
     database = Database(CoreSettings(env="test", database_url=database_url))
     try:
         await make_things(database)
-        read = HotStatement(statement())
+        read = CoreStatement(statement())
         engine = database.primary_read_engine
         row = await read.first(engine, thing_id="t1")
         async with engine.connect() as connection:
@@ -70,16 +70,16 @@ async def test_a_hot_statement_gives_what_sqlalchemy_gives(database_url: str) ->
         assert row["seen_at"].tzinfo is UTC
         for missing in ("t2", "t3", "nothing"):
             assert await read.first(engine, thing_id=missing) is None
-        assert await read.first(engine, thing_id="t1") == row  # compiled once, used again
-        async with database.hot_connection() as connection:  # several reads, one checkout
+        assert await read.first(engine, thing_id="t1") == row  # built once, run again
+        async with database.connection() as connection:  # several reads, one checkout
             assert await read.first(connection, thing_id="t1") == row
             assert await read.first(connection, thing_id="t2") is None
     finally:
         await database.dispose()
 
 
-def insert_thing() -> HotStatement:
-    return HotStatement(
+def insert_thing() -> CoreStatement:
+    return CoreStatement(
         THINGS.insert().values(
             id=sa.bindparam("new_id"),
             kind=sa.bindparam("new_kind"),
@@ -96,10 +96,10 @@ async def insert_in_one_transaction(
     after_first: Callable[[], Awaitable[object]] | None = None,
     then_raise: Exception | None = None,
 ) -> None:
-    """Insert things `ids` in one hot transaction; call `after_first` between the first
+    """Insert things `ids` in one transaction; call `after_first` between the first
     insert and the next, and raise `then_raise` at the end (before the commit)."""
     insert = insert_thing()
-    async with database.hot_transaction() as transaction:
+    async with database.transaction() as transaction:
         for n, thing_id in enumerate(ids):
             if n == 1 and after_first is not None:
                 await after_first()
@@ -113,18 +113,18 @@ async def thing_ids(database: Database) -> list[str]:
         return list((await connection.execute(sa.select(THINGS.c.id).order_by("id"))).scalars())
 
 
-async def test_a_hot_transaction_commits_its_writes_or_none_of_them(database_url: str) -> None:
+async def test_a_transaction_commits_its_writes_or_none_of_them(database_url: str) -> None:
     database = Database(CoreSettings(env="test", database_url=database_url))
     insert = insert_thing()
-    shrink = HotStatement(
+    shrink = CoreStatement(
         THINGS.update().where(THINGS.c.kind == sa.bindparam("of_kind")).values(size=0)
     )
     try:
         await make_things(database)
-        async with database.hot_transaction() as transaction:
+        async with database.transaction() as transaction:
             await insert.execute(transaction, new_id="t4", new_kind="box", new_seen_at=SEEN)
             assert await shrink.execute(transaction, of_kind="box") == 3  # t1, t3, t4
-            row = await HotStatement(statement()).first(transaction, thing_id="t4")
+            row = await CoreStatement(statement()).first(transaction, thing_id="t4")
             assert row is not None
             assert row["size"] == 0, "its own writes are visible in it"
         assert await thing_ids(database) == ["t1", "t2", "t3", "t4"]
@@ -136,7 +136,7 @@ async def test_a_hot_transaction_commits_its_writes_or_none_of_them(database_url
             await insert_in_one_transaction(database, "t6", "t1")  # t1 exists
         assert await thing_ids(database) == ["t1", "t2", "t3", "t4"], "t5, t6 rolled back"
         # The connections went back to the pool with no transaction left open.
-        assert await HotStatement(statement()).first(database.write_engine, thing_id="t4")
+        assert await CoreStatement(statement()).first(database.write_engine, thing_id="t4")
         await insert_in_one_transaction(database, "t7")
         assert await thing_ids(database) == ["t1", "t2", "t3", "t4", "t7"]
     finally:
@@ -147,7 +147,7 @@ ONLY_POSTGRESQL = [b for b in backends() if b == "postgresql"]
 
 
 @pytest.mark.parametrize("database_url", ONLY_POSTGRESQL, indirect=True)
-async def test_a_connection_lost_under_a_hot_statement_is_an_outage_and_is_not_reused(
+async def test_a_connection_lost_under_a_core_statement_is_an_outage_and_is_not_reused(
     database_url: str,
 ) -> None:
     """The server drops the connection: the read fails as SQLAlchemy's own reads do (an
@@ -156,7 +156,7 @@ async def test_a_connection_lost_under_a_hot_statement_is_an_outage_and_is_not_r
     database = Database(settings)
     try:
         await make_things(database)
-        read = HotStatement(statement())
+        read = CoreStatement(statement())
         assert await read.first(database.primary_read_engine, thing_id="t1") is not None
         assert await kill_app_connections(database_url) >= 1
         with pytest.raises(DBAPIError) as failed:
@@ -169,7 +169,7 @@ async def test_a_connection_lost_under_a_hot_statement_is_an_outage_and_is_not_r
 
 
 @pytest.mark.parametrize("database_url", ONLY_POSTGRESQL, indirect=True)
-async def test_a_connection_lost_in_a_hot_transaction_is_an_outage_and_writes_nothing(
+async def test_a_connection_lost_in_a_transaction_is_an_outage_and_writes_nothing(
     database_url: str,
 ) -> None:
     settings = CoreSettings(env="test", database_url=database_url, db_ping_idle_after=3600)
