@@ -2,7 +2,7 @@
 in one thread on the app's CPU (what one pinned worker can do at most).
 
 `bench.run` measures it right before each login repetition and once after the last, with
-the app's server up but idle, because on a shared virtual machine this memory-bound rate
+the apps' servers up but idle, because on a shared virtual machine this memory-bound rate
 (19 MiB per hash) drifts over minutes: 40-60 per s at different times here.
 
 Verify, not hash: login runs `PasswordHasher.verify(stored_hash, password)`, so the loop

@@ -11,7 +11,7 @@ ADMIN_EMAIL = "admin@bench.example"
 USERS = 200  # seeded accounts besides the admin (the list pages over them)
 APP_CPU = "0"  # the app under test
 LOAD_CPU = "1"  # wrk
-PORT = 8765
+PORT = 8765  # `make bench` serves the apps side by side on PORT, PORT + 1, PORT + 2
 # Sign-in throttling stays on, with limits no benchmark reaches (one client IP, one account).
 LOGIN_LIMIT = "100000000/minute"
 
@@ -25,7 +25,7 @@ class Scenario:
     auth: str | None = None  # "user" or "admin": which access token to send
     connections: int = 32
     refresh_tokens: bool = False  # feed one distinct, unused refresh token per request
-    bare_argon2: bool = False  # measure bare argon2 before each repetition and after the last
+    bare_argon2: bool = False  # bare argon2 measured before each repetition and after the last
 
 
 SCENARIOS = (
@@ -54,15 +54,15 @@ SCENARIOS = (
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     quick: bool
-    warmup: float  # seconds of load before the measured repetitions
-    duration: float  # seconds per repetition
-    repetitions: int
+    warmup: float  # seconds of load per app before the measured rounds
+    duration: float  # seconds per repetition (one per app and round)
+    rounds: int  # each round measures every app once, in the order of APPS
     startup_runs: int
-    argon2_seconds: float  # per bare argon2 measurement next to a login repetition
+    argon2_seconds: float  # per bare argon2 measurement between login repetitions
     refresh_pool: int  # unused refresh tokens made before each refresh repetition
 
     @classmethod
     def of(cls, quick: bool) -> RunOptions:
         if quick:
-            return cls(True, 1.0, 2.0, 1, 1, 2.0, 8000)
-        return cls(False, 5.0, 10.0, 3, 3, 5.0, 40000)
+            return cls(True, 1.0, 2.0, 2, 1, 2.0, 8000)
+        return cls(False, 5.0, 6.0, 5, 3, 5.0, 40000)
