@@ -163,8 +163,6 @@ class AccessTokens:
             "roles": sorted(roles),
             "typ": ACCESS,
         }
-        if self.key.algorithm == "HS256":
-            return _hs256_token(claims, self.key.signing)
         headers = {"kid": self.key.key_id} if self.key.key_id else None
         return jwt.encode(claims, self.key.signing, algorithm=self.key.algorithm, headers=headers)
 
@@ -213,26 +211,6 @@ class AccessTokens:
     def jwks(self) -> dict[str, Any] | None:
         """The public keys as a JWK Set; None with a symmetric (HS256) key, which is secret."""
         return {"keys": [self.key.public_jwk]} if self.key.public_jwk else None
-
-
-def _b64url(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
-
-
-# PyJWT's header for HS256 without a key id, as PyJWT writes it (compact, keys sorted).
-_HS256_HEADER = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-
-
-def _hs256_token(claims: dict[str, Any], key: bytes) -> str:
-    """The HS256 JWS of `claims`, byte for byte what `jwt.encode(claims, key, "HS256")` gives
-    (datetimes as whole seconds since the epoch, compact JSON), at a quarter of its cost: a
-    token is issued on every sign-in and refresh. Verifying stays with PyJWT."""
-    payload = {k: int(v.timestamp()) if isinstance(v, datetime) else v for k, v in claims.items()}
-    signing_input = (
-        _HS256_HEADER + b"." + _b64url(json.dumps(payload, separators=(",", ":")).encode())
-    )
-    signature = hmac.digest(key, signing_input, "sha256")
-    return (signing_input + b"." + _b64url(signature)).decode("ascii")
 
 
 OPAQUE_TOKEN_BYTES = 32  # 256 bits of randomness

@@ -20,7 +20,6 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from plugins.auth.passwords import PasswordHasherService
-from plugins.auth.windows import SharedWindows
 from tests.plugins.auth.conftest import (
     AUTH,
     NEW_PASSWORD,
@@ -56,8 +55,7 @@ async def fresh_counters(auth: AuthApp) -> None:
     """Start from empty counters (a shared Redis keeps them between runs)."""
     windows = auth.container.rate_limits()
     assert await windows.check(), "the rate-limit storage cannot be reached"
-    if isinstance(windows, SharedWindows):
-        await windows.storage.reset()
+    await windows.storage.reset()
 
 
 def unique_email(who: str) -> str:
