@@ -23,7 +23,6 @@ from core.kernel import Kernel
 from core.logging import keep_parameters_out_of_logs
 from core.middleware import RequestContextMiddleware
 from core.migrator import MigrationError, Migrator
-from core.mounting import mount
 from core.openapi import document_problems
 from core.plugin import Plugin, PluginError
 from core.settings import CoreSettings
@@ -92,7 +91,7 @@ def _assemble(
     app.add_middleware(refuse_untrusted_forwarded, allow_ips=kernel.settings.forwarded_allow_ips)
     app.add_middleware(RequestContextMiddleware, max_body=kernel.settings.max_request_body)
     app.add_middleware(apply_forwarded_headers, allow_ips=kernel.settings.forwarded_allow_ips)
-    mount(app, health_router)
+    app.include_router(health_router)
     mounted: dict[str, str] = {}
     for plugin in kernel.plugins:
         if plugin.router is not None:
@@ -102,8 +101,7 @@ def _assemble(
                     f"routes at {API_PREFIX}/{plugin.url_prefix}"
                 )
             mounted[plugin.url_prefix] = plugin.name
-            mount(
-                app,
+            app.include_router(
                 _build_router(plugin, kernel),
                 prefix=f"{API_PREFIX}/{plugin.url_prefix}",
                 tags=[plugin.openapi_tag],

@@ -32,6 +32,7 @@ from typing import Any
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Table, inspect
+from sqlalchemy.orm import Mapper
 
 from core.db import Model, metadata
 from core.kernel import Kernel
@@ -202,13 +203,25 @@ def _owner(imported: str, others: dict[str, Plugin]) -> Plugin | None:
 # Storage
 
 
+def _model_classes(base: type) -> list[type]:
+    """`base`'s subclasses and theirs, each once."""
+    found: dict[type, None] = {}
+    subclasses: list[type] = base.__subclasses__()
+    for cls in subclasses:
+        found[cls] = None
+        found.update(dict.fromkeys(_model_classes(cls)))
+    return list(found)
+
+
 def _own_tables(plugin: Plugin) -> list[Table]:
     if plugin.models is None:
         return []
     plugin.resolve(plugin.models)
     tables = []
-    for mapper in Model._sa_registry.mappers:  # type: ignore[attr-defined]
-        cls = mapper.class_
+    for cls in _model_classes(Model):
+        mapper: Mapper[Any] | None = inspect(cls, raiseerr=False)  # None: not a table
+        if mapper is None:
+            continue
         if cls.__module__ == plugin.package or cls.__module__.startswith(f"{plugin.package}."):
             table = mapper.local_table
             if isinstance(table, Table):

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from fastapi import Body, FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, ConfigDict
 
 from core.app import create_app
@@ -31,13 +31,13 @@ BODY = b'{"email": "ann@example.com", "password": "a long passphrase"}'
 def json_routes(app: Any) -> list[tuple[str, str]]:
     """(method, path) of every route whose body FastAPI reads as JSON, path parameters
     filled in with a made-up id."""
-    found = []
-    for route in app.router.routes:
-        if not isinstance(route, APIRoute) or route.body_field is None:
+    found: list[tuple[str, str]] = []
+    for route in iter_route_contexts(app.router.routes):  # through the included routers
+        if not isinstance(route.original_route, APIRoute) or route.body_field is None:
             continue
         if "Form" in type(route.body_field.field_info).__name__:
             continue
-        path = re.sub(r"\{[^}]+\}", "xyz_01J0000000000000000000000", route.path)
+        path = re.sub(r"\{[^}]+\}", "xyz_01J0000000000000000000000", route.path or "")
         found.extend((method, path) for method in sorted(route.methods or ()))
     return found
 

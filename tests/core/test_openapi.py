@@ -3,6 +3,7 @@ with the problem schemas in `components` (core/openapi.py)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -55,3 +56,29 @@ async def test_the_problem_schemas_describe_what_the_api_sends() -> None:
 def test_the_document_is_built_once() -> None:
     app = create_app(SQLITE)
     assert app.openapi() is app.openapi()
+
+
+def test_operation_ids_and_model_names_are_fastapis_for_the_full_path() -> None:
+    """Clients generated from the document name their calls and models after these. Each
+    operationId is FastAPI's default for the route's whole path, plugin prefix included,
+    as `include_router` makes it, and a body model is named after its operation."""
+    document = create_app(SQLITE).openapi()
+    operation_ids = {
+        (method, path): operation["operationId"]
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    }
+    assert {
+        f"{method.upper()} {path}": operation_id
+        for (method, path), operation_id in operation_ids.items()
+        if not operation_id.endswith(f"{re.sub(r'[^0-9a-zA-Z_]', '_', path)}_{method}")
+    } == {}
+    ids = set(operation_ids.values())
+    assert len(ids) == len(operation_ids)
+    assert {
+        *("live_health_live_get", "read_me_api_v1_users_me_get", "login_api_v1_auth_login_post"),
+        *("auth_token_api_v1_auth_token_post", "create_upload_api_v1_uploads_post"),
+    } <= ids
+    bodies = {name for name in document["components"]["schemas"] if name.startswith("Body_")}
+    assert bodies == {"Body_auth_token_api_v1_auth_token_post"}
+    assert {name.removeprefix("Body_") for name in bodies} <= ids
