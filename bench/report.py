@@ -78,8 +78,9 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
     r = results["ratios"]
     per_round = results["ratio_rounds"]
     scenarios = results["scenarios"]
-    # Median over Courtyard's repetitions of each one's rate over its adjacent bare rate.
-    login = results["ratio_spread"]["auth_login"]["bare_argon2"]["median"]
+    # login vs adjacent bare argon2 is reported beside the table; as a target it is retired
+    # (on one CPU even the floor reaches only about 0.8x).
+    login_floor = r["auth_login"]["floor"]
     startup = results["startup"]["with_50_plugins_s"]
     errors = sum(s[a]["errors"] for s in scenarios.values() for a in APPS)
     slowest = min(r, key=lambda name: r[name]["reference"])
@@ -98,14 +99,14 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
     return [
         ("Courtyard >= 1.0x the reference on every scenario", worst >= 1.0, every),
         (
-            "GET /users/me >= 0.4x the floor",
-            me >= 0.4,
-            f"{me:.2f}x ({_rounds(per_round['users_me']['floor'], 0.4)})",
+            "GET /users/me >= 0.5x the floor (aim)",
+            me >= 0.5,
+            f"{me:.2f}x ({_rounds(per_round['users_me']['floor'], 0.5)})",
         ),
         (
-            "login >= 0.9x adjacent bare argon2",
-            login >= 0.9,
-            f"{login:.2f}x ({_rounds(per_round['auth_login']['bare_argon2'], 0.9)})",
+            "login >= 1.0x the floor (aim)",
+            login_floor >= 1.0,
+            f"{login_floor:.2f}x ({_rounds(per_round['auth_login']['floor'], 1.0)})",
         ),
         ("startup with 50 plugins < 2 s", startup < 2.0, f"{startup:.2f} s"),
         ("zero errors", errors == 0, f"{errors} errors"),

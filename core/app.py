@@ -16,7 +16,7 @@ from core import __version__
 from core.db.engine import Database
 from core.errors import install_error_handlers, problem_responses
 from core.forwarded import apply_forwarded_headers, refuse_untrusted_forwarded
-from core.health import router as health_router
+from core.health import add_health_routes
 from core.hooks import settle
 from core.hookspecs import NotReady, ReadinessCheck
 from core.kernel import Kernel
@@ -91,7 +91,7 @@ def _assemble(
     app.add_middleware(refuse_untrusted_forwarded, allow_ips=kernel.settings.forwarded_allow_ips)
     app.add_middleware(RequestContextMiddleware, max_body=kernel.settings.max_request_body)
     app.add_middleware(apply_forwarded_headers, allow_ips=kernel.settings.forwarded_allow_ips)
-    app.include_router(health_router)
+    add_health_routes(app)
     mounted: dict[str, str] = {}
     for plugin in kernel.plugins:
         if plugin.router is not None:

@@ -1,4 +1,8 @@
-"""`/health/live` (the process answers) and `/health/ready` (it can do its work)."""
+"""`/health/live` (the process answers) and `/health/ready` (it can do its work).
+
+They are the app's own routes (`add_health_routes`), not an included router: FastAPI keeps
+an included router nested, and a liveness probe, the cheapest and most frequent request,
+would pay for the walk into it."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
@@ -15,8 +19,6 @@ from core.errors import problem_response, problem_responses
 from core.hookspecs import NotReady, ReadinessCheck
 
 logger = logging.getLogger("courtyard.health")
-
-router = APIRouter(prefix="/health", tags=["health"])
 
 
 class Liveness(BaseModel):
@@ -31,7 +33,6 @@ class Readiness(BaseModel):
 _ALIVE = b'{"status":"ok"}'
 
 
-@router.get("/live", response_model=Liveness, summary="The process is up")
 async def live() -> Response:
     # A constant answer, sent as is: nothing to validate or encode on the cheapest route.
     return Response(_ALIVE, media_type="application/json")
@@ -53,12 +54,6 @@ async def _run_check(name: str, check: Callable[[], Awaitable[Any]], limit: floa
     return "ok"
 
 
-@router.get(
-    "/ready",
-    response_model=Readiness,
-    summary="The database answers, migrations are at head and every plugin is ready",
-    responses=problem_responses(503),
-)
 async def ready(request: Request) -> Any:
     checks: list[ReadinessCheck] = request.app.state.readiness_checks
     timeout: float = request.app.state.kernel.settings.ready_timeout
@@ -75,3 +70,23 @@ async def ready(request: Request) -> Any:
             extra={"checks": results},
         )
     return JSONResponse({"status": "ok", "checks": results})
+
+
+def add_health_routes(app: FastAPI) -> None:
+    app.add_api_route(
+        "/health/live",
+        live,
+        methods=["GET"],
+        response_model=Liveness,
+        summary="The process is up",
+        tags=["health"],
+    )
+    app.add_api_route(
+        "/health/ready",
+        ready,
+        methods=["GET"],
+        response_model=Readiness,
+        summary="The database answers, migrations are at head and every plugin is ready",
+        responses=problem_responses(503),
+        tags=["health"],
+    )
