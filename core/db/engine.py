@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, StaticPool
-from sqlalchemy.util import await_only
 
 from core.db.pool import FairAsyncQueuePool
 from core.db.unit_of_work import AppSession
@@ -199,11 +198,11 @@ def _one_transaction_at_a_time(engine: AsyncEngine, statement_timeout: float) ->
     @event.listens_for(engine.sync_engine, "commit")
     @event.listens_for(engine.sync_engine, "rollback")
     def _ending(connection: Connection) -> None:
-        driver = connection.connection.driver_connection
-        if driver is None or driver.is_closed():
-            return
+        if connection.invalidated or connection.closed:
+            return  # lost: the rollback that follows only tidies up, and the server is gone
+        dbapi_connection: Any = connection.connection.dbapi_connection
         try:
-            await_only(driver.execute("DEALLOCATE ALL"))
+            dbapi_connection.run_async(lambda driver: driver.execute("DEALLOCATE ALL"))
         except Exception:  # an aborted transaction: nothing to be done
             return
 

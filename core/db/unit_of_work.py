@@ -68,7 +68,7 @@ def _run_stale_statement_again(state: ORMExecuteState) -> Result[Any] | None:
     """Outside a transaction (an autocommit read session), run a statement whose prepared
     form went stale under a schema change once more (see `core.db.errors`). In a
     transaction the error stands: the database aborted it."""
-    bind = state.session.get_bind()
+    bind = state.session.get_bind(**state.bind_arguments)
     if bind.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
         return None  # executed as usual
     try:

@@ -11,7 +11,7 @@ of 3) or, for a key the sweep had still to reach, made the sweep fail with a `Ke
 (logged, and the keys after it left unswept). So `Windows.clear` cancels a sweep under way
 before clearing; the next hit starts a new one, from the oldest key (a sweep takes about
 0.1 ms a key, so with many keys and frequent sign-ins it rarely gets to the newest).
-tests/plugins/auth/test_windows.py shows both races with the plain storage.
+The two race tests in tests/plugins/auth/test_windows.py fail without that cancel.
 """
 
 from __future__ import annotations

@@ -147,12 +147,15 @@ ONLY_POSTGRESQL = [b for b in backends() if b == "postgresql"]
 
 
 @pytest.mark.parametrize("database_url", ONLY_POSTGRESQL, indirect=True)
+@pytest.mark.parametrize("pooler", ["none", "transaction"])
 async def test_a_connection_lost_under_a_core_statement_is_an_outage_and_is_not_reused(
-    database_url: str,
+    database_url: str, pooler: str
 ) -> None:
     """The server drops the connection: the read fails as SQLAlchemy's own reads do (an
     error the app answers with 503), and the next read gets a new connection."""
-    settings = CoreSettings(env="test", database_url=database_url, db_ping_idle_after=3600)
+    settings = CoreSettings(
+        env="test", database_url=database_url, db_ping_idle_after=3600, db_pooler=pooler
+    )
     database = Database(settings)
     try:
         await make_things(database)
@@ -169,10 +172,13 @@ async def test_a_connection_lost_under_a_core_statement_is_an_outage_and_is_not_
 
 
 @pytest.mark.parametrize("database_url", ONLY_POSTGRESQL, indirect=True)
+@pytest.mark.parametrize("pooler", ["none", "transaction"])
 async def test_a_connection_lost_in_a_transaction_is_an_outage_and_writes_nothing(
-    database_url: str,
+    database_url: str, pooler: str
 ) -> None:
-    settings = CoreSettings(env="test", database_url=database_url, db_ping_idle_after=3600)
+    settings = CoreSettings(
+        env="test", database_url=database_url, db_ping_idle_after=3600, db_pooler=pooler
+    )
     database = Database(settings)
     try:
         await make_things(database)

@@ -1,6 +1,6 @@
 """The attempt counters on `memory://` (`limits`' async memory storage): a moving window per
-key, memory bounded by the keys attempted within their window, and no race between
-`clear()` (a successful sign-in) and the storage's expiry sweep."""
+key, keys whose window passed forgotten by the storage's sweep, and no race between
+`clear()` (a successful sign-in) and that sweep."""
 
 from __future__ import annotations
 
