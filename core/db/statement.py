@@ -76,8 +76,12 @@ async def _run(target: StatementTarget, statement: Executable, params: Mapping[s
         return await target.execute(statement, params)
 
 
+def is_autocommit(execution_options: Mapping[str, Any]) -> bool:
+    """True when a connection or engine with these options runs each statement as its own
+    transaction (where a stale statement may simply be run again)."""
+    return bool(execution_options.get("isolation_level") == "AUTOCOMMIT")
+
+
 def _autocommit(connection: AsyncConnection) -> bool:
-    options = (
-        connection.sync_connection.get_execution_options() if connection.sync_connection else {}
-    )
-    return bool(options.get("isolation_level") == "AUTOCOMMIT")
+    synced = connection.sync_connection
+    return synced is not None and is_autocommit(synced.get_execution_options())

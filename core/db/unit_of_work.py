@@ -27,6 +27,7 @@ from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.db.errors import is_stale_statement
+from core.db.statement import is_autocommit
 
 logger = logging.getLogger("courtyard.db")
 
@@ -69,7 +70,7 @@ def _run_stale_statement_again(state: ORMExecuteState) -> Result[Any] | None:
     form went stale under a schema change once more (see `core.db.errors`). In a
     transaction the error stands: the database aborted it."""
     bind = state.session.get_bind(**state.bind_arguments)
-    if bind.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+    if not is_autocommit(bind.get_execution_options()):
         return None  # executed as usual
     try:
         return state.invoke_statement()
