@@ -26,6 +26,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from tests.support.pg_cluster import SUPERUSER
+from tests.support.served import free_port
 
 SERVER_POOL_SIZE = 2
 _CONFIG = """
@@ -48,12 +49,6 @@ pidfile = {root}/pgbouncer.pid
 
 class PgbouncerNotInstalled(RuntimeError):
     """pgbouncer is not on this machine."""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _binary() -> str:
@@ -92,7 +87,7 @@ def pgbouncer(server_url: str) -> Iterator[str]:
     binary = _binary()
     server = make_url(server_url)
     root = Path(tempfile.mkdtemp(prefix="courtyard-pgbouncer-"))
-    listen_port = _free_port()
+    listen_port = free_port()
     (root / "users.txt").write_text(f'"{server.username or SUPERUSER}" ""\n')
     (root / "pgbouncer.ini").write_text(
         _CONFIG.format(
