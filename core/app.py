@@ -17,17 +17,16 @@ from core.db.engine import Database
 from core.errors import install_error_handlers, problem_responses
 from core.forwarded import apply_forwarded_headers, refuse_untrusted_forwarded
 from core.health import add_health_routes
-from core.hooks import settle
+from core.hooks import call_hook
 from core.hookspecs import NotReady, ReadinessCheck
 from core.kernel import Kernel
 from core.logging import keep_parameters_out_of_logs
 from core.middleware import RequestContextMiddleware
 from core.migrator import MigrationError, Migrator
 from core.openapi import document_problems
-from core.plugin import Plugin, PluginError
+from core.plugin import API_PREFIX, Plugin, PluginError
 from core.settings import CoreSettings
-
-API_PREFIX = "/api/v1"
+from core.state import AppState
 
 logger = logging.getLogger("courtyard.app")
 # FastAPI's native OpenTelemetry, off unless asked for: even with no provider configured it
@@ -50,8 +49,7 @@ def collector_paused() -> Iterator[None]:
     """No garbage collection while the app is built. Building it makes hundreds of
     thousands of long-lived objects (modules, models, routes) and almost no garbage, so
     the collections it would trigger, each walking the objects made so far, only add
-    time: about 40 ms, a thirtieth of a start with 50 plugins. (One pass over what the
-    build made still follows, when collection resumes.)"""
+    time. (One pass over what the build made still follows, when collection resumes.)"""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -66,7 +64,6 @@ def _assemble(
 ) -> FastAPI:
     keep_parameters_out_of_logs()
     kernel = Kernel.build(settings, plugin_settings=plugin_settings)
-    database: Database = kernel.container.database()
     app = FastAPI(
         title="Courtyard",
         telemetry=None if kernel.settings.opentelemetry else _NO_TELEMETRY,
@@ -79,28 +76,15 @@ def _assemble(
             if p.router
         ],
     )
-    app.state.kernel = kernel
-    app.state.database = database
-    app.state.plugin_manager = kernel.pm
-    app.state.authenticators = kernel.implementations("authenticate")
-    app.state.principal_checks = kernel.implementations("check_principal")
-    app.state.migrator = Migrator(kernel)
-    app.state.readiness_checks = []
+    app.state = AppState(kernel)  # the one object kept there: see core.state
     install_error_handlers(app)
     document_problems(app)
     app.add_middleware(refuse_untrusted_forwarded, allow_ips=kernel.settings.forwarded_allow_ips)
     app.add_middleware(RequestContextMiddleware, max_body=kernel.settings.max_request_body)
     app.add_middleware(apply_forwarded_headers, allow_ips=kernel.settings.forwarded_allow_ips)
     add_health_routes(app)
-    mounted: dict[str, str] = {}
-    for plugin in kernel.plugins:
+    for plugin in kernel.plugins:  # validated: no two share a prefix
         if plugin.router is not None:
-            if plugin.url_prefix in mounted:
-                raise PluginError(
-                    f"plugins {mounted[plugin.url_prefix]!r} and {plugin.name!r} both mount "
-                    f"routes at {API_PREFIX}/{plugin.url_prefix}"
-                )
-            mounted[plugin.url_prefix] = plugin.name
             app.include_router(
                 _build_router(plugin, kernel),
                 prefix=f"{API_PREFIX}/{plugin.url_prefix}",
@@ -127,10 +111,7 @@ def _build_router(plugin: Plugin, kernel: Kernel) -> APIRouter:
     return router
 
 
-def _core_checks(app: FastAPI) -> list[ReadinessCheck]:
-    database: Database = app.state.database
-    migrator: Migrator = app.state.migrator
-
+def _core_checks(database: Database, migrator: Migrator) -> list[ReadinessCheck]:
     async def migrations() -> None:
         try:
             behind = await migrator.pending(database.write_engine)
@@ -145,10 +126,10 @@ def _core_checks(app: FastAPI) -> list[ReadinessCheck]:
 def _freeze_startup_objects() -> None:
     """Move everything made at startup (modules, models, routes, containers: hundreds of
     thousands of objects that live as long as the process) out of the garbage collector's
-    reach. Otherwise every full collection walks them all again, a pause of milliseconds
-    every few thousand requests. (No collection first: that would add a full pass to every
-    start, and startup leaves little cyclic garbage.) Undone at shutdown, so a process that
-    builds apps one after another (a test run) can still free the old ones."""
+    reach. Otherwise every full collection walks them all again, a pause on the request
+    that triggers it. (No collection first: that would add a full pass to every start, and
+    startup leaves little cyclic garbage.) Undone at shutdown, so a process that builds
+    apps one after another (a test run) can still free the old ones."""
     gc.freeze()
     logger.debug("%d objects made at startup frozen out of the collector", gc.get_freeze_count())
 
@@ -163,16 +144,20 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             "for this server. Set a strong secret (and COURTYARD_ENV=production) before "
             "anyone else can reach it."
         )
+    root = kernel.container
+    database: Database = root.database()
+    migrator = Migrator(kernel)
     started: list[str] = []
     try:  # however startup ends, started plugins are stopped and the engines disposed
         try:
-            await asyncio.to_thread(app.state.migrator.prepare)
+            await asyncio.to_thread(migrator.prepare)
         except MigrationError as exc:  # reported by /health/ready; the app still serves
             logger.error("%s", exc)
-        app.state.readiness_checks = [*_core_checks(app), *kernel.readiness_checks()]
+        checks = (*_core_checks(database, migrator), *kernel.readiness_checks())
+        root.readiness_checks.set_provides(checks)
         for name in kernel.plugin_names:
             try:
-                await settle([r for _, r in kernel.call_each("startup", only={name}, app=app)])
+                await call_hook(kernel.pm.hook.startup, only={name}, app=app)
             except Exception as exc:
                 raise PluginError(f"plugin {name!r} failed to start: {exc}") from exc
             started.append(name)
@@ -181,8 +166,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         for name in reversed(started):
             try:
-                await settle([r for _, r in kernel.call_each("shutdown", only={name}, app=app)])
+                await call_hook(kernel.pm.hook.shutdown, only={name}, app=app)
             except Exception as exc:  # one plugin's failure must not keep the others running
                 logger.exception("plugin %r failed to stop: %s", name, exc)
-        await app.state.database.dispose()
+        await database.dispose()
         gc.unfreeze()

@@ -1,8 +1,9 @@
 """The root dependency-injector container: settings, engines, sessions; plugins composed in.
 
 Each plugin brings its own `DeclarativeContainer` and declares what it needs as
-`providers.Dependency()` (or `providers.DependenciesContainer()` for a required plugin).
-Only this module composes them, by name:
+`providers.Dependency()` inputs, the narrowest it can: from a plugin it requires, only the
+providers it uses (`user_directory`, not the whole `user` container). Only this module
+composes them, by name:
 
 | a plugin container's provider | is given |
 |---|---|
@@ -10,7 +11,7 @@ Only this module composes them, by name:
 | `core_settings` | the CoreSettings |
 | `database` | the core `Database` (engines and session factories) |
 | `hooks` | the app's hook relay, to emit the plugin's events |
-| `<required plugin name>` | that plugin's container (a `DependenciesContainer`) |
+| `<required plugin>_<provider>` | that provider of a required plugin's container |
 
 Tests override any provider (`root.<plugin>.<provider>.override(...)`) instead of patching.
 """
@@ -24,6 +25,7 @@ import pluggy
 from dependency_injector import containers, errors, providers
 
 from core.db.engine import Database
+from core.hookspecs import ReadinessCheck
 from core.plugin import Plugin, PluginError
 from core.settings import CoreSettings, PluginSettings
 
@@ -34,6 +36,9 @@ class RootContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=CoreSettings)
     hooks: providers.Dependency[Any] = providers.Dependency()
     database = providers.Singleton(Database, settings=settings)
+    # What `/health/ready` runs: the core's checks and the plugins', gathered as the app
+    # starts (`core.app`); none before.
+    readiness_checks: providers.Object[tuple[ReadinessCheck, ...]] = providers.Object(())
 
 
 def compose(
@@ -54,10 +59,9 @@ def compose(
             "database": root.database,
             "hooks": root.hooks,
         }
-        for required in plugin.requires:
-            if required in root.providers:
-                offered[required] = root.providers[required]
         declared = container_cls.providers
+        for required in plugin.requires:
+            offered.update(_published(root, plugin.name, required, declared))
         inputs = {name: provider for name, provider in offered.items() if name in declared}
         root.set_provider(plugin.name, providers.Container(container_cls, **inputs))
         try:
@@ -65,6 +69,29 @@ def compose(
         except errors.Error as exc:
             raise PluginError(f"plugin {plugin.name!r} container: {exc}") from None
     return root
+
+
+def _published(
+    root: RootContainer, consumer: str, required: str, declared: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The providers of plugin `required` that `consumer` declares as inputs, by the name
+    `<required>_<provider>` (`user_directory` is the user plugin's `directory`)."""
+    container = root.providers.get(required)
+    if not isinstance(container, providers.Container):
+        return {}
+    if isinstance(declared.get(required), providers.DependenciesContainer):
+        raise PluginError(
+            f"plugin {consumer!r} container: declares all of plugin {required!r}'s container "
+            f"({required} = providers.DependenciesContainer()); declare each provider it "
+            f"uses as an input instead, e.g. {required}_service = providers.Dependency()"
+        )
+    published: Mapping[str, Any] = container.providers  # type: ignore[assignment]
+    prefix = f"{required}_"
+    return {
+        name: getattr(container, name.removeprefix(prefix))
+        for name in declared
+        if name.startswith(prefix) and name.removeprefix(prefix) in published
+    }
 
 
 def plugin_container(root: RootContainer, name: str) -> Any:

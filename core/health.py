@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from core.errors import problem_response, problem_responses
 from core.hookspecs import NotReady, ReadinessCheck
+from core.state import root_container
 
 logger = logging.getLogger("courtyard.health")
 
@@ -55,8 +56,9 @@ async def _run_check(name: str, check: Callable[[], Awaitable[Any]], limit: floa
 
 
 async def ready(request: Request) -> Any:
-    checks: list[ReadinessCheck] = request.app.state.readiness_checks
-    timeout: float = request.app.state.kernel.settings.ready_timeout
+    root = root_container(request)
+    checks: tuple[ReadinessCheck, ...] = root.readiness_checks()
+    timeout = root.settings().ready_timeout
     outcomes = await asyncio.gather(*(_run_check(c.name, c.check, timeout) for c in checks))
     results = {c.name: outcome for c, outcome in zip(checks, outcomes, strict=True)}
     failing = sorted(name for name, outcome in results.items() if outcome != "ok")

@@ -1,4 +1,6 @@
-"""The app's pluggy PluginManager: one per app instance, never global."""
+"""The app's pluggy PluginManager (one per app instance, never global) and the ways the
+core calls hooks: `call_hook` for hooks whose implementations may be async, `emit` for
+events, `collect` for the `register_*` hooks (plain functions returning collections)."""
 
 from __future__ import annotations
 
@@ -56,11 +58,15 @@ def new_plugin_manager() -> pluggy.PluginManager:
 
 
 def add_plugin_hookspecs(pm: pluggy.PluginManager, plugin: Plugin) -> None:
-    """Publish the events `plugin` declares, so other plugins may implement them."""
+    """Publish the events `plugin` declares, so other plugins may implement them.
+
+    PluginError naming the plugin when one of them is already declared (by the core or a
+    plugin added before it).
+    """
     if plugin.hookspecs is None:
         return
     module = plugin.resolve(plugin.hookspecs)
-    clashes = [name for name in _spec_names(module) if pm.hook.__dict__.get(name) is not None]
+    clashes = [name for name in spec_names(module) if pm.hook.__dict__.get(name) is not None]
     if clashes:
         raise PluginError(
             f"plugin {plugin.name!r} declares hook(s) {', '.join(map(repr, clashes))}, "
@@ -69,7 +75,8 @@ def add_plugin_hookspecs(pm: pluggy.PluginManager, plugin: Plugin) -> None:
     pm.add_hookspecs(module)
 
 
-def _spec_names(module: Any) -> list[str]:
+def spec_names(module: Any) -> list[str]:
+    """The names of the hooks `module` declares with `@hookspec`."""
     marker = f"{hookspecs.PROJECT}_spec"
     return [name for name, obj in inspect.getmembers(module) if hasattr(obj, marker)]
 
@@ -88,6 +95,13 @@ def register_hooks(pm: pluggy.PluginManager, plugin: Plugin, container: Any) -> 
                 f"plugin {plugin.name!r}: hooks {plugin.hooks!r} failed to initialise: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+    register(pm, plugin, target)
+
+
+def register(pm: pluggy.PluginManager, plugin: Plugin, target: Any) -> None:
+    """Register `target` (a module, a class or an instance) as `plugin`'s implementations:
+    PluginError naming the plugin when one does not match its spec. A class is checked
+    exactly as an instance of it would be, without running the plugin's code."""
     try:
         pm.register(target, name=plugin.name)
     except AsyncHookError as exc:
@@ -98,23 +112,16 @@ def register_hooks(pm: pluggy.PluginManager, plugin: Plugin, container: Any) -> 
         ) from None
 
 
-def check_undeclared_hooks(pm: pluggy.PluginManager) -> None:
-    """Reject a hookimpl for a hook no enabled plugin declares (unless optionalhook=True)."""
-    for name, caller in sorted(pm.hook.__dict__.items()):
-        if name.startswith("_") or caller.has_spec():
-            continue
-        for impl in caller.get_hookimpls():
-            if not impl.optionalhook:
-                raise PluginError(
-                    f"plugin {impl.plugin_name!r} implements hook {name!r}, which no enabled "
-                    "plugin declares (enable the plugin that declares it, or mark the "
-                    "implementation @hookimpl(optionalhook=True))"
-                )
-
-
-def implementations(pm: pluggy.PluginManager, hook_name: str) -> list[pluggy.HookImpl]:
-    """The implementations of `hook_name` in plugin order (pluggy's own call order)."""
-    return in_plugin_order(getattr(pm.hook, hook_name))
+def undeclared_hooks(pm: pluggy.PluginManager) -> list[tuple[str, str]]:
+    """(plugin, hook) for each implementation of a hook nobody declares, unless it is
+    marked @hookimpl(optionalhook=True); by hook name, then plugin order."""
+    return [
+        (impl.plugin_name, name)
+        for name, caller in sorted(pm.hook.__dict__.items())
+        if not name.startswith("_") and not caller.has_spec()
+        for impl in in_plugin_order(caller)
+        if not impl.optionalhook
+    ]
 
 
 def in_plugin_order(caller: pluggy.HookCaller) -> list[pluggy.HookImpl]:
@@ -123,24 +130,70 @@ def in_plugin_order(caller: pluggy.HookCaller) -> list[pluggy.HookImpl]:
     return list(reversed(caller.get_hookimpls()))
 
 
-def call_each(
-    pm: pluggy.PluginManager,
-    hook_name: str,
+async def call_hook(
+    caller: pluggy.HookCaller,
+    /,
     *,
     only: Collection[str] | None = None,
+    chain: str | None = None,
+    returns: type | None = None,
+    accept: Callable[[Any], bool] | None = None,
+    named: bool = False,
+    on_error: Callable[[str, Exception], None] | None = None,
     **kwargs: Any,
-) -> list[tuple[str, Any]]:
-    """Call every implementation of `hook_name` in plugin order; return (plugin, result) pairs.
+) -> Any:
+    """Call the implementations of a hook, sync or async, as pluggy would, awaiting each
+    result before the next implementation runs: `await call_hook(hooks.authenticate,
+    request=request)`.
 
-    Unlike a plain hook call this tells which plugin returned what, so errors and readiness
-    checks can name the plugin.
+    Implementations run in plugin order (pluggy's `tryfirst`/`trylast` respected); hook
+    wrappers are skipped, as no pluggy call is made for them to wrap. The result is
+    pluggy's: for a `firstresult` hook, the first result that is not None (None when
+    there is none), and later implementations are not called; for any other hook, the
+    list of results that are not None.
+
+    - `only`: call only these plugins' implementations.
+    - `chain="principal"`: each implementation gets the previous one's result as that
+      argument; a None ends the call. The last result is returned (None if one was None).
+    - `returns`: the type every result other than None must have; TypeError naming the
+      plugin otherwise.
+    - `accept`: what counts as a result (default: not None), e.g. `bool`.
+    - `named`: results as (plugin, result) pairs.
+    - `on_error(plugin, exception)`: called when an implementation raises, and the call
+      goes on with the next one; without it the exception propagates.
     """
-    results = []
-    for impl in implementations(pm, hook_name):
-        if only is None or impl.plugin_name in only:
-            function: Callable[..., Any] = impl.function
-            results.append((impl.plugin_name, function(**{n: kwargs[n] for n in impl.argnames})))
-    return results
+    spec = caller.spec
+    first = chain is None and spec is not None and spec.opts.get("firstresult")
+    results: list[Any] = []
+    for impl in reversed(caller.get_hookimpls()):  # plugin order, as in_plugin_order
+        if impl.wrapper or impl.hookwrapper or (only is not None and impl.plugin_name not in only):
+            continue
+        try:
+            result = impl.function(*[kwargs[name] for name in impl.argnames])
+            if result is not None and inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            if on_error is None:
+                raise
+            on_error(impl.plugin_name, exc)
+            continue
+        if returns is not None and result is not None and not isinstance(result, returns):
+            raise TypeError(
+                f"plugin {impl.plugin_name!r}: {caller.name} must return "
+                f"{returns.__qualname__} or None, not {type(result).__qualname__}"
+            )
+        if chain is not None:
+            if result is None:
+                return None
+            kwargs[chain] = result
+        elif result is not None if accept is None else accept(result):
+            answer = (impl.plugin_name, result) if named else result
+            if first:
+                return answer
+            results.append(answer)
+    if chain is not None:
+        return kwargs[chain]
+    return None if first else results
 
 
 def collect(pm: pluggy.PluginManager, hook_name: str) -> list[tuple[str, list[Any]]]:
@@ -151,7 +204,8 @@ def collect(pm: pluggy.PluginManager, hook_name: str) -> list[tuple[str, list[An
     `async def`; this catches a plain function that returns a coroutine all the same.
     """
     return [
-        (impl.plugin_name, _collect_one(impl, hook_name)) for impl in implementations(pm, hook_name)
+        (impl.plugin_name, _collect_one(impl, hook_name))
+        for impl in in_plugin_order(getattr(pm.hook, hook_name))
     ]
 
 
@@ -171,10 +225,9 @@ def _collect_one(impl: pluggy.HookImpl, hook_name: str) -> list[Any]:
 
 
 async def settle(results: Sequence[Any]) -> list[Any]:
-    """Await the awaitable results of a hook call, so a plugin's listeners may be async.
-
-    Emit events as `await settle(hooks.note_created(note=dto))` after the commit.
-    """
+    """Await the awaitable results of a plain hook call, so a plugin's listeners may be
+    async: `await settle(hooks.note_created(note=dto))`. (`call_hook` and `emit` await
+    each listener before calling the next; a plain call runs them all first.)"""
     return [await r if inspect.isawaitable(r) else r for r in results]
 
 
@@ -186,10 +239,8 @@ async def emit(event: pluggy.HookCaller, **kwargs: Any) -> None:
     listener never undoes it. Call it after the commit, e.g.
     `session.after_commit(lambda: emit(hooks.note_created, note=dto))`.
     """
-    for impl in in_plugin_order(event):
-        try:
-            result = impl.function(**{name: kwargs[name] for name in impl.argnames})
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            logger.exception("plugin %r failed handling event %r", impl.plugin_name, event.name)
+
+    def failed(plugin: str, exc: Exception) -> None:
+        logger.error("plugin %r failed handling event %r", plugin, event.name, exc_info=exc)
+
+    await call_hook(event, on_error=failed, **kwargs)

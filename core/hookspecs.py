@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from fastapi import FastAPI, Request
 
     from core.identity import Principal
-    from core.mail import MailMessage
 
 PROJECT = "courtyard"
 
@@ -75,12 +74,4 @@ def check_principal(request: Request, principal: Principal) -> Principal | None:
 
     Called for every authenticated request, in plugin order, each check getting the previous
     one's result; None from any check makes the request unauthenticated (401). May be async.
-    """
-
-
-@hookspec(firstresult=True)
-def deliver_mail(message: MailMessage) -> Awaitable[bool | None] | bool | None:
-    """Send `message` and return True, or None to let the next plugin try (may be async).
-
-    Call it through `core.mail.deliver`, which awaits async implementations in turn.
     """

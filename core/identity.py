@@ -9,21 +9,21 @@ deleted accounts and applies their current role), so a token cannot outlive the 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from core.errors import ForbiddenError, UnauthorizedError
+from core.hooks import call_hook
+from core.state import root_container
 
 _bearer = HTTPBearer(
     auto_error=False,
     description="Paste an access token; an authentication plugin (e.g. `auth`) issues them.",
 )
-_CACHE_KEY = "courtyard.principal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,11 @@ class Principal:
     user_id: str
     roles: frozenset[str] = field(default_factory=frozenset)
     session_id: str | None = None
+    # What a `check_principal` hook read to confirm the caller (the `user` plugin: the
+    # caller's `User`), opaque to the core. It travels with the principal, which FastAPI
+    # resolves once per request, so a route that needs the caller's account gets the row
+    # the check read instead of reading it again.
+    account: object | None = field(default=None, compare=False, repr=False)
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -42,44 +47,25 @@ async def optional_principal(
     request: Request,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
 ) -> Principal | None:
-    """The caller's Principal, or None when no authenticator recognises the request."""
-    state = request.scope.setdefault("state", {})
-    if _CACHE_KEY in state:
-        cached: Principal | None = state[_CACHE_KEY]
-        return cached
-    principal = await _authenticate(request)
+    """The caller's Principal, or None when no authenticator recognises the request.
+
+    Resolved once per request: FastAPI caches a dependency's value for the request, so
+    every route dependency asking for the principal shares this one."""
+    hooks = root_container(request).hooks()
+    # The first authenticator (in plugin order) that recognises the request wins; then
+    # every check gets the previous one's principal, and a None rejects it.
+    principal: Principal | None = await call_hook(
+        hooks.authenticate, returns=Principal, request=request
+    )
     if principal is not None:
-        principal = await _check(request, principal)
-    state[_CACHE_KEY] = principal
+        principal = await call_hook(
+            hooks.check_principal,
+            chain="principal",
+            returns=Principal,
+            request=request,
+            principal=principal,
+        )
     return principal
-
-
-async def _authenticate(request: Request) -> Principal | None:
-    # Authenticators in plugin order; the first that recognises the request wins. Walked
-    # here rather than by pluggy's firstresult so async authenticators are awaited.
-    for authenticate in request.app.state.authenticators:
-        result = await _resolved(authenticate(request=request), "authenticate")
-        if result is not None:
-            return result
-    return None
-
-
-async def _check(request: Request, principal: Principal) -> Principal | None:
-    """Let every `check_principal` confirm (or refresh) the principal; None rejects it."""
-    checked: Principal | None = principal
-    for check in request.app.state.principal_checks:
-        checked = await _resolved(check(request=request, principal=checked), "check_principal")
-        if checked is None:
-            return None
-    return checked
-
-
-async def _resolved(result: Any, hook: str) -> Principal | None:
-    if inspect.isawaitable(result):
-        result = await result
-    if result is not None and not isinstance(result, Principal):
-        raise TypeError(f"{hook} returned {type(result).__name__}, not a Principal")
-    return result
 
 
 async def current_principal(

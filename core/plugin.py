@@ -1,11 +1,12 @@
-"""The Plugin descriptor, and discovery → filter → validate → order.
+"""The Plugin descriptor, discovery, selection by configuration and ordering.
 
 A plugin is a `Plugin` object named by an entry point in the `courtyard.plugins` group.
 The entry point's name must equal the plugin's name: one label reused everywhere (URL
 prefix, table prefix, settings prefix, Alembic branch label). Everything a descriptor
 points at is a lazy reference ("module:attribute", relative to the plugin's package), so
 discovering a plugin imports nothing but its package, and a disabled plugin's models,
-routes and hooks are never imported at all.
+routes and hooks are never imported at all. Whether plugins can run together is
+`core.validation`'s business.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from importlib.resources import files
 from pathlib import Path
@@ -25,6 +26,7 @@ from core import __version__ as CORE_VERSION
 from core.settings import ConfigurationError
 
 ENTRY_POINT_GROUP = "courtyard.plugins"
+API_PREFIX = "/api/v1"  # plugins mount their routes at API_PREFIX/<prefix>
 T = TypeVar("T")
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
 _PREFIX = re.compile(r"[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*")
@@ -192,32 +194,24 @@ def discover() -> list[InstalledPlugin]:
     return sorted(found, key=lambda p: (p.name, p.distribution))
 
 
-@dataclass
-class Selection:
-    """The outcome of filtering installed plugins by configuration."""
+def enabled_names(
+    installed: Iterable[str], enabled: Sequence[str] | None, disabled: Sequence[str]
+) -> list[str]:
+    """The plugins configuration enables, by name: every installed one unless
+    COURTYARD_ENABLED_PLUGINS lists some, less those COURTYARD_DISABLED_PLUGINS lists.
 
-    installed: dict[str, InstalledPlugin]
-    enabled: list[Plugin] = field(default_factory=list)
-
-
-def _check_duplicates(installed: Sequence[InstalledPlugin]) -> dict[str, InstalledPlugin]:
-    by_name: dict[str, InstalledPlugin] = {}
-    for item in installed:
-        if item.name in by_name:
-            other = by_name[item.name]
-            raise PluginError(
-                f"duplicate plugin name {item.name!r}: provided by distributions "
-                f"{other.distribution!r} ({other.entry_point.value}) and "
-                f"{item.distribution!r} ({item.entry_point.value})"
-            )
-        by_name[item.name] = item
-    return by_name
+    Raises PluginError when either setting names a plugin that is not installed.
+    """
+    names = set(installed)
+    if enabled is not None:
+        _check_known(enabled, names, "COURTYARD_ENABLED_PLUGINS")
+    _check_known(disabled, names, "COURTYARD_DISABLED_PLUGINS")
+    allowed = names if enabled is None else set(enabled)
+    return sorted(allowed - set(disabled))
 
 
-def _check_known(
-    names: Iterable[str], installed: Mapping[str, InstalledPlugin], setting: str
-) -> None:
-    unknown = sorted(set(names) - set(installed))
+def _check_known(names: Iterable[str], installed: set[str], setting: str) -> None:
+    unknown = sorted(set(names) - installed)
     if unknown:
         available = ", ".join(sorted(installed)) or "none"
         raise PluginError(
@@ -226,57 +220,52 @@ def _check_known(
         )
 
 
-def select_plugins(
-    installed: Sequence[InstalledPlugin],
-    enabled_names: Sequence[str] | None,
-    disabled_names: Sequence[str],
-) -> Selection:
-    """Filter by configuration, load the enabled plugins, check requirements, order them."""
-    by_name = _check_duplicates(installed)
-    if enabled_names is not None:
-        _check_known(enabled_names, by_name, "COURTYARD_ENABLED_PLUGINS")
-    _check_known(disabled_names, by_name, "COURTYARD_DISABLED_PLUGINS")
-    allowed = set(by_name) if enabled_names is None else set(enabled_names)
-    wanted = sorted(allowed - set(disabled_names))
-    plugins = {name: by_name[name].load() for name in wanted}
-    for plugin in plugins.values():
-        plugin.check_core_version()
-    for plugin in plugins.values():
-        for required in plugin.requires:
-            if required in plugins:
-                continue
-            if required not in by_name:
-                raise PluginError(
-                    f"plugin {plugin.name!r} requires {required!r}, which is not installed"
-                )
-            raise PluginError(
-                f"plugin {plugin.name!r} requires {required!r}, which is disabled "
-                "(see COURTYARD_ENABLED_PLUGINS / COURTYARD_DISABLED_PLUGINS)"
-            )
-    return Selection(installed=by_name, enabled=order_plugins(plugins.values()))
-
-
 def order_plugins(plugins: Iterable[Plugin]) -> list[Plugin]:
-    """Topological order by `requires`, ties broken by name; a cycle is an error."""
+    """Topological order by `requires`, ties broken by name; a cycle is an error.
+
+    Every plugin required must be among `plugins` (core.validation checks that first).
+    """
     pending = {p.name: p for p in plugins}
     ordered: list[Plugin] = []
     done: set[str] = set()
     while pending:
         ready = sorted(n for n, p in pending.items() if all(r in done for r in p.requires))
         if not ready:
-            raise PluginError(f"dependency cycle between plugins: {_find_cycle(pending)}")
+            raise PluginError(_unorderable(pending, done))
         name = ready[0]
         ordered.append(pending.pop(name))
         done.add(name)
     return ordered
 
 
-def _find_cycle(pending: Mapping[str, Plugin]) -> str:
-    start = min(pending)
-    path = [start]
-    while True:
-        nxt = min(r for r in pending[path[-1]].requires if r in pending)
-        if nxt in path:
-            cycle = [*path[path.index(nxt) :], nxt]
-            return " -> ".join(cycle)
-        path.append(nxt)
+def _unorderable(pending: Mapping[str, Plugin], done: set[str]) -> str:
+    for name in sorted(pending):
+        cycle = find_cycle(name, pending)
+        if cycle:
+            return f"dependency cycle between plugins: {' -> '.join(cycle)}"
+    name, required = min(
+        (p.name, r)
+        for p in pending.values()
+        for r in p.requires
+        if r not in pending and r not in done
+    )
+    return f"plugin {name!r} requires {required!r}, which is not among the plugins to order"
+
+
+def find_cycle(start: str, plugins: Mapping[str, Plugin]) -> list[str] | None:
+    """A path `start` -> … -> `start` along `requires` within `plugins`, if there is one
+    (depth first, requirements in name order)."""
+    seen: set[str] = set()
+
+    def visit(path: list[str]) -> list[str] | None:
+        for required in sorted(plugins[path[-1]].requires):
+            if required == start:
+                return [*path, start]
+            if required in plugins and required not in seen:
+                seen.add(required)
+                found = visit([*path, required])
+                if found:
+                    return found
+        return None
+
+    return visit([start]) if start in plugins else None

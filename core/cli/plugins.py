@@ -1,7 +1,8 @@
 """`courtyard plugins`: what is installed, what is enabled, where each branch stands.
 
-`courtyard plugins --check` validates every installed plugin instead (core.plugin_check):
-one `ok` or `FAIL` line per plugin or problem, exit code 1 when any plugin fails.
+`courtyard plugins --check` validates every installed plugin instead, enabled or not, by
+the rules startup applies (core.validation): one `ok` line per plugin without problems, a
+`FAIL` line per problem, exit code 1 when there is any.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import typer
 from core.cli.context import CliContext
 from core.cli.output import table
 from core.migrator import Migrator
-from core.plugin_check import check_plugins
+from core.plugin import discover
 from core.settings import CoreSettings
+from core.validation import validate
 
 
 def plugins_command(
@@ -58,14 +60,18 @@ def plugins_command(
 def _check(cli: CliContext) -> None:
     # Not the kernel: a plugin that stops startup is exactly what this is to report.
     settings = cli._kernel.settings if cli._kernel is not None else CoreSettings.load()
-    reports = check_plugins(settings)
-    if not reports:
+    validation = validate(discover(), settings, references=True)
+    if not validation.installed:
         typer.echo("No plugins installed (entry point group 'courtyard.plugins').")
         return
-    for report in reports:
-        if report.ok:
-            typer.echo(f"ok  {report.name} {report.version or '-'}")
-        for problem in report.problems:
-            typer.echo(f"FAIL {report.name}: {problem}")
-    if not all(report.ok for report in reports):
+    for problem in validation.problems:
+        if problem.plugin is None:  # the core's configuration: no plugin to blame
+            raise problem.exception()
+    for name, item in validation.installed.items():
+        problems = validation.problems_of(name)
+        if not problems:
+            typer.echo(f"ok  {name} {item.version or '-'}")
+        for problem in problems:
+            typer.echo(f"FAIL {name}: {problem.reason}")
+    if validation.problems:
         raise typer.Exit(1)

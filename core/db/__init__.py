@@ -5,14 +5,6 @@ from core.db.ids import ID_PATTERN, is_valid_id, new_id
 from core.db.model import Entity, Model, UTCDateTime, id_field, metadata, utcnow
 from core.db.pagination import Page, PageParams, page_params
 from core.db.repository import BaseRepository, Slice
-from core.db.session import (
-    DbSession,
-    ReadSession,
-    WriteSession,
-    db_session,
-    read_session,
-    write_session,
-)
 from core.db.statement import CoreStatement, StatementTarget, dialect_of
 from core.db.unit_of_work import AppSession
 
@@ -22,24 +14,18 @@ __all__ = [
     "BaseRepository",
     "CoreStatement",
     "Database",
-    "DbSession",
     "Entity",
     "Model",
     "Page",
     "PageParams",
-    "ReadSession",
     "Slice",
     "StatementTarget",
     "UTCDateTime",
-    "WriteSession",
-    "db_session",
     "dialect_of",
     "id_field",
     "is_valid_id",
     "metadata",
     "new_id",
     "page_params",
-    "read_session",
     "utcnow",
-    "write_session",
 ]

@@ -90,8 +90,8 @@ def _ping_idle_connections(engine: AsyncEngine, idle_after: float) -> None:
     """Ping a pooled connection before handing it out only if it sat idle for more than
     `idle_after` seconds; a dead one is replaced (the pool retries the checkout).
 
-    `pool_pre_ping` pings on every checkout, and for asyncpg that ping is three round trips
-    (BEGIN, an empty statement, ROLLBACK) — more than the query of a typical read. A
+    `pool_pre_ping` pings on every checkout, and for asyncpg that ping is a transaction of
+    its own (BEGIN, an empty statement, ROLLBACK): more than the query of a typical read. A
     connection handed back a moment ago was alive a moment ago; one idle for a while may
     have been closed by the server, a restart or a proxy. A connection that fails in use
     is still handled by SQLAlchemy: the error invalidates every pooled connection, so the
@@ -185,9 +185,9 @@ def _one_transaction_at_a_time(engine: AsyncEngine, statement_timeout: float) ->
     - `DEALLOCATE ALL` as it ends: asyncpg prepares every statement under a name of its
       own and closes it only as the next statement is prepared, by then maybe on another
       server connection, so without this each transaction would leave its last statement
-      behind on the server. (Sent through the driver as a plain query: one round trip,
-      and no prepared statement of its own. In a transaction the server has aborted it
-      cannot run; what that transaction prepared stays until the connection closes.)"""
+      behind on the server. (Sent through the driver as a plain query, with no prepared
+      statement of its own. In a transaction the server has aborted it cannot run; what
+      that transaction prepared stays until the connection closes.)"""
     timeout = f"SET LOCAL statement_timeout = {int(statement_timeout * 1000)}"
 
     @event.listens_for(engine.sync_engine, "begin")

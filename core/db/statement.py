@@ -3,8 +3,8 @@ engine, a connection or a session.
 
 For the few queries of nearly every request (the account check) and every sign-in, an
 ORM session and its identity map add nothing: a Core statement on a pooled connection
-answers the row as a mapping. Building a `select()` costs about as much CPU as running
-it, so a repository builds its statements once and binds values as parameters.
+answers the row as a mapping. Building a `select()` takes CPU time on every call, so a
+repository builds its statements once and binds values as parameters.
 
 Targets:
 - an `AsyncEngine`: a connection from its pool for this one statement (use an autocommit

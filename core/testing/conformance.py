@@ -3,11 +3,12 @@
 It checks what a reviewer of a plugin would, through the plugin's real entry point, and
 reports every problem at once, one line each, naming the plugin:
 
-- it loads, and its descriptor's name equals its entry-point name;
-- with the plugins it requires, the kernel builds: settings load (from defaults), hook
-  implementations match their specs, no hook is implemented that nobody declares, the
-  container composes;
-- its settings are a `PluginSettings` (so they live under `COURTYARD_<NAME>__`);
+- with the plugins it requires, it passes the validation startup and
+  `courtyard plugins --check` apply (`core.validation`, every problem reported): it
+  loads under its entry-point name, its settings are a `PluginSettings` (so they live
+  under `COURTYARD_<NAME>__`) and load from defaults, its hook implementations match
+  their specs and implement only declared hooks, its container asks only for what the
+  core gives, its router, models and migrations folder resolve;
 - its tables carry its name (`<name>` or `<name>_…`), its migrations are a branch labelled
   with its name that goes up → down → up on an empty database, and its models agree with
   them;
@@ -37,9 +38,10 @@ from sqlalchemy.orm import Mapper
 from core.db import Model, metadata
 from core.kernel import Kernel
 from core.migrator import Migrator
-from core.plugin import InstalledPlugin, Plugin, PluginError, discover
-from core.settings import ConfigurationError, CoreSettings, PluginSettings
+from core.plugin import API_PREFIX, InstalledPlugin, Plugin, PluginError, discover
+from core.settings import ConfigurationError, CoreSettings
 from core.testing.databases import fresh_database
+from core.validation import validate
 
 
 class PluginConformanceError(AssertionError):
@@ -60,23 +62,20 @@ def assert_plugin_conforms(name: str, *, backend: str = "sqlite") -> None:
 
 async def conformance_problems(name: str, *, backend: str = "sqlite") -> list[str]:
     """Every problem found with plugin `name` (empty when it conforms)."""
-    installed = {item.name: item for item in discover()}
+    found = discover()
+    installed = {item.name: item for item in found}
     if name not in installed:
         return [f"no plugin {name!r} is installed (entry point group 'courtyard.plugins')"]
-    try:
-        plugin = installed[name].load()
-        needed = _with_requirements(plugin, installed)
-    except PluginError as exc:
-        return [str(exc)]
+    needed = _with_requirements(name, installed)
     with tempfile.TemporaryDirectory() as folder:
         async with fresh_database(backend, Path(folder)) as url:
             settings = CoreSettings(env="test", database_url=url, enabled_plugins=needed)
-            try:
-                kernel = Kernel.build(settings)
-            except ConfigurationError as exc:
-                return [str(exc)]
-            problems = _settings_problems(plugin)
-            problems += _import_problems(plugin, installed)
+            validation = validate(found, settings, enabled=needed, references=True)
+            if validation.problems:
+                return [problem.message for problem in validation.problems]
+            plugin = validation.plugins[name]
+            kernel = Kernel.build(settings)
+            problems = _import_problems(plugin, installed)
             problems += await _storage_problems(plugin, kernel)
             problems += _route_problems(plugin, settings)
             await kernel.container.database().dispose()
@@ -101,32 +100,21 @@ def _run(coroutine: Any) -> Any:
     return outcome["value"]
 
 
-def _with_requirements(plugin: Plugin, installed: dict[str, InstalledPlugin]) -> list[str]:
+def _with_requirements(name: str, installed: dict[str, InstalledPlugin]) -> list[str]:
+    """`name` and the installed plugins it requires, directly or not. A requirement that
+    is not installed or does not load is left for validation to report."""
     names: list[str] = []
-    pending = [plugin.name]
+    pending = [name]
     while pending:
         current = pending.pop()
-        if current in names:
+        if current in names or current not in installed:
             continue
-        if current not in installed:
-            raise PluginError(
-                f"plugin {plugin.name!r} requires {current!r}, which is not installed"
-            )
         names.append(current)
-        pending.extend(installed[current].load().requires)
+        try:
+            pending.extend(installed[current].load().requires)
+        except PluginError:
+            continue
     return names
-
-
-# Settings
-
-
-def _settings_problems(plugin: Plugin) -> list[str]:
-    if plugin.settings is None:
-        return []
-    settings_cls = plugin.resolve(plugin.settings)
-    if not (isinstance(settings_cls, type) and issubclass(settings_cls, PluginSettings)):
-        return [f"settings {plugin.settings!r} is not a core.settings.PluginSettings subclass"]
-    return []
 
 
 # Imports
@@ -298,7 +286,7 @@ def table_of_difference(diff: Any) -> str | None:
 def _route_problems(plugin: Plugin, settings: CoreSettings) -> list[str]:
     if plugin.router is None:
         return []
-    from core.app import API_PREFIX, create_app
+    from core.app import create_app
 
     schema = create_app(settings).openapi()
     prefix = f"{API_PREFIX}/{plugin.url_prefix}"

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 
+from core.hookspecs import hookimpl
 from core.identity import Principal
 
 HEADER = "X-Courtyard-Test-Principal"
+PLUGIN_NAME = "courtyard.testing"  # how the kit's authenticator is registered
 
 
 def principal_headers(user_id: str, *roles: str) -> dict[str, str]:
@@ -21,14 +23,18 @@ def principal_headers(user_id: str, *roles: str) -> dict[str, str]:
     return {HEADER: f"{user_id};{','.join(roles)}"}
 
 
-def _from_header(request: Request) -> Principal | None:
-    value = request.headers.get(HEADER)
-    if not value:
-        return None
-    user_id, _, roles = value.partition(";")
-    return Principal(user_id=user_id.strip(), roles=frozenset(r for r in roles.split(",") if r))
+class HeaderAuthenticator:
+    """The kit's authenticator: the test principal header, asked before any plugin's."""
+
+    @hookimpl(tryfirst=True)
+    def authenticate(self, request: Request) -> Principal | None:
+        value = request.headers.get(HEADER)
+        if not value:
+            return None
+        user_id, _, roles = value.partition(";")
+        return Principal(user_id=user_id.strip(), roles=frozenset(r for r in roles.split(",") if r))
 
 
 def trust_test_principals(app: FastAPI) -> None:
     """Let `app` accept the kit's test principal header, before its own authenticators."""
-    app.state.authenticators = [_from_header, *app.state.authenticators]
+    app.state.kernel.pm.register(HeaderAuthenticator(), name=PLUGIN_NAME)

@@ -4,28 +4,30 @@ from dependency_injector import containers, providers
 
 from core.db import Database
 from core.settings import CoreSettings
-from plugins.auth.mail import Mailer, transport_from
-from plugins.auth.oauth.registry import ProviderRegistry
-from plugins.auth.oauth.service import OAuthService
 from plugins.auth.passwords import PasswordHasherService, PasswordPolicy
 from plugins.auth.recovery import AccountRecovery
 from plugins.auth.repository import revoked_sessions_loader
 from plugins.auth.revocation import RevokedSessions
 from plugins.auth.service import AuthService
 from plugins.auth.settings import AuthSettings
+from plugins.auth.sign_ins import SessionSignIns
 from plugins.auth.throttle import ActionLimiter, LoginThrottle
 from plugins.auth.tokens import AccessTokens, signing_key
 from plugins.auth.windows import open_windows
 
 
 class AuthContainer(containers.DeclarativeContainer):
-    """Inputs come from the core and the `user` plugin; everything here lives as long as the app."""
+    """Inputs come from the core and the `user` and `mail` plugins; everything here lives
+    as long as the app."""
 
     settings = providers.Dependency(instance_of=AuthSettings)
     core_settings = providers.Dependency(instance_of=CoreSettings)
     database = providers.Dependency(instance_of=Database)
-    hooks: providers.Dependency[Any] = providers.Dependency()
-    user = providers.DependenciesContainer()
+    # From the `user` plugin (see its api.py): builds a `UserDirectory` on a session.
+    user_directory: providers.Dependency[Any] = providers.Dependency()
+    # From the `mail` plugin (see its api.py): the `Mailer` the reset and verification
+    # mails go through.
+    mail_mailer: providers.Dependency[Any] = providers.Dependency()
 
     signing_key = providers.Singleton(
         signing_key, settings=settings, secret_key=core_settings.provided.secret_key
@@ -45,34 +47,23 @@ class AuthContainer(containers.DeclarativeContainer):
         AuthService,
         settings=settings,
         database=database,
-        directory=user.directory.provider,
-        accounts=user.accounts,
+        directory=user_directory.provider,
         hasher=hasher,
         policy=policy,
         tokens=tokens,
         revoked=revoked,
         throttle=throttle,
     )
-    mail_transport = providers.Singleton(
-        transport_from, settings=settings, env=core_settings.provided.env
-    )
-    mailer = providers.Singleton(Mailer, hooks=hooks, fallback=mail_transport)
     mail_limiter = providers.Singleton(ActionLimiter, settings=settings, windows=rate_limits)
     recovery = providers.Singleton(
         AccountRecovery,
         settings=settings,
         database=database,
-        directory=user.directory.provider,
+        directory=user_directory.provider,
         auth=service,
-        mailer=mailer,
+        mailer=mail_mailer,
         limiter=mail_limiter,
     )
-    oauth_providers = providers.Singleton(ProviderRegistry, settings=settings)
-    oauth = providers.Singleton(
-        OAuthService,
-        settings=settings,
-        database=database,
-        directory=user.directory.provider,
-        auth=service,
-        providers=oauth_providers,
-    )
+    # What other plugins sign users in with (`auth_sign_ins`, see api.py); needs `session=`:
+    # the calling plugin's unit of work.
+    sign_ins = providers.Factory(SessionSignIns, service=service)

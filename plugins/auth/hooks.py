@@ -10,7 +10,6 @@ from fastapi import FastAPI, Request
 
 from core.hookspecs import NotReady, ReadinessCheck, hookimpl
 from core.identity import Principal
-from core.mail import MailMessage
 from plugins.auth.openapi import offer_password_flow
 from plugins.auth.passwords import common_passwords
 from plugins.auth.tokens import InvalidTokenError
@@ -57,15 +56,6 @@ class AuthHooks:
         if changes.get("is_active") is False:
             await self.container.service().revoke_user_sessions(user.id)
 
-    @hookimpl(trylast=True)
-    async def deliver_mail(self, message: MailMessage) -> bool | None:
-        """The last resort for mail: this plugin's outbox or SMTP transport, if configured."""
-        transport = self.container.mail_transport()
-        if transport is None:
-            return None
-        await transport.send(message)
-        return True
-
     @hookimpl
     def register_commands(self) -> list[typer.Typer]:
         # Imported here: the command line's libraries stay out of the server's start-up.
@@ -90,7 +80,7 @@ class AuthHooks:
         await self.container.hasher().prepare()
         await asyncio.to_thread(common_passwords)
         if self.container.settings().require_verified_email and not (
-            self.container.mailer().configured
+            self.container.mail_mailer().configured
         ):
             logger.warning(
                 "COURTYARD_AUTH__REQUIRE_VERIFIED_EMAIL is on but no mail is configured: "

@@ -7,7 +7,7 @@ These rows record security facts, so they are never soft-deleted: a session is *
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Column, ForeignKey, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, Column, ForeignKey, String
 from sqlmodel import Field
 
 from core.db import Model, UTCDateTime, id_field, utcnow
@@ -107,72 +107,4 @@ class ActionToken(Model, table=True):
         default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs={"nullable": False}
     )
     expires_at: datetime = Field(sa_type=UTCDateTime, sa_column_kwargs={"nullable": False})
-    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-
-
-IDENTITY_ID_PREFIX = "aid"
-OAUTH_FLOW_ID_PREFIX = "oaf"
-PROVIDER_MAX_LENGTH = 32
-SUBJECT_MAX_LENGTH = 255
-EMAIL_MAX_LENGTH = 320
-OAUTH_SECRET_MAX_LENGTH = 128
-REDIRECT_MAX_LENGTH = 2048
-
-
-class Identity(Model, table=True):
-    """An account at an OAuth / OpenID Connect provider that signs in as this user.
-
-    `subject` is the provider's stable id for the account (`sub`, GitHub's numeric id),
-    never the email, which can change hands. `email` is what the provider said at link
-    time, kept to show the user which account it is.
-    """
-
-    __tablename__ = "auth_identity"
-    __table_args__ = (UniqueConstraint("provider", "subject"),)
-
-    id: str = id_field(IDENTITY_ID_PREFIX)
-    user_id: str = Field(sa_column=_user_id())
-    provider: str = Field(sa_type=String(PROVIDER_MAX_LENGTH))
-    subject: str = Field(sa_type=String(SUBJECT_MAX_LENGTH))
-    email: str | None = Field(default=None, sa_type=String(EMAIL_MAX_LENGTH))
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs={"nullable": False}
-    )
-    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-
-
-class OAuthFlow(Model, table=True):
-    """One OAuth sign-in or link in progress, from authorize to callback (minutes); rows
-    past their expiry are purged when new flows start.
-
-    Looked up by the SHA-256 of its `state` and spent once (`used_at`), so a replayed
-    callback finds it used. `user_id` is set for a link flow (the signed-in user who
-    started it); `browser_hash` is the SHA-256 of the cookie that binds a sign-in flow to
-    the browser that started it.
-    """
-
-    __tablename__ = "auth_oauth_flow"
-
-    id: str = id_field(OAUTH_FLOW_ID_PREFIX)
-    state_hash: str = Field(sa_type=String(HASH_LENGTH), unique=True)
-    provider: str = Field(sa_type=String(PROVIDER_MAX_LENGTH))
-    nonce: str = Field(sa_type=String(OAUTH_SECRET_MAX_LENGTH))
-    code_verifier: str = Field(sa_type=String(OAUTH_SECRET_MAX_LENGTH))
-    redirect_uri: str | None = Field(default=None, sa_type=String(REDIRECT_MAX_LENGTH))
-    user_id: str | None = Field(
-        default=None,
-        sa_column=Column(
-            String(ID_MAX_LENGTH),
-            ForeignKey("user.id", ondelete="CASCADE"),
-            nullable=True,
-            index=True,
-        ),
-    )
-    browser_hash: str | None = Field(default=None, sa_type=String(HASH_LENGTH))
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs={"nullable": False}
-    )
-    expires_at: datetime = Field(
-        sa_type=UTCDateTime, sa_column_kwargs={"nullable": False}, index=True
-    )
     used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -18,14 +18,13 @@ from urllib.parse import quote
 
 from core.db import AppSession, Database, utcnow
 from core.errors import BadRequestError, NotFoundError
-from core.mail import MailMessage
-from plugins.auth.mail import Mailer
-from plugins.auth.models import ActionToken, Credential
-from plugins.auth.repository import AuthRepository
+from plugins.auth.models import ActionToken
+from plugins.auth.repository import AuthRepository, StoredCredential
 from plugins.auth.service import AuthService, DirectoryFactory
 from plugins.auth.settings import AuthSettings
 from plugins.auth.throttle import ActionLimiter
 from plugins.auth.tokens import new_opaque_token, opaque_token_hash
+from plugins.mail.api import Mailer, MailMessage
 from plugins.user.api import User
 
 logger = logging.getLogger("courtyard.auth")
@@ -44,7 +43,7 @@ def _binding(purpose: str, value: str) -> str:
     return hashlib.sha256(f"{purpose}\n{value}".encode()).hexdigest()
 
 
-def password_binding(credential: Credential | None, email: str) -> str:
+def password_binding(credential: StoredCredential | None, email: str) -> str:
     """A reset token's binding: the password hash and the address the link was mailed to
     (once the account's address changes, a link in the old mailbox must not take it)."""
     password_hash = credential.password_hash if credential else ""
@@ -100,7 +99,7 @@ class AccountRecovery:
         if user is None:
             raise invalid_token()
 
-        async def bound_and_spent(session: AppSession, credential: Credential | None) -> None:
+        async def bound_and_spent(session: AppSession, credential: StoredCredential | None) -> None:
             if password_binding(credential, user.email) != found.bound_to:
                 raise invalid_token()  # the password or email changed since it was issued
             if not await AuthRepository(session).spend_action_token(found.id, utcnow()):

@@ -11,7 +11,7 @@ from core.db import Page, PageParams, page_params
 from core.errors import AppError, NotFoundError, problem_responses
 from core.identity import CurrentPrincipal
 from core.openapi_links import operation_link, with_links
-from plugins.auth.oauth.routes import add_oauth_routes
+from plugins.auth.api import Client, SignedIn, Tokens
 from plugins.auth.recovery_routes import add_recovery_routes, after_response
 from plugins.auth.schemas import (
     AccountCreated,
@@ -19,11 +19,9 @@ from plugins.auth.schemas import (
     PasswordChange,
     RefreshRequest,
     SessionInfo,
-    SignedIn,
     SignupRequest,
-    Tokens,
 )
-from plugins.auth.service import AuthService, Client
+from plugins.auth.service import AuthService
 from plugins.auth.token_grant import as_token_error, password_grant
 
 
@@ -176,5 +174,4 @@ def build_router(container: Any) -> APIRouter:
         return keys  # type: ignore[no-any-return]
 
     add_recovery_routes(router, container)
-    add_oauth_routes(router, container)
     return router

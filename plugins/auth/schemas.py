@@ -1,4 +1,5 @@
-"""What the `auth` HTTP API accepts and answers."""
+"""What the `auth` HTTP API accepts and answers (its token pairs, `Tokens` and `SignedIn`,
+are in `api.py`: other plugins sign users in too)."""
 
 from __future__ import annotations
 
@@ -49,20 +50,6 @@ class RefreshRequest(_Input):
 class PasswordChange(_Input):
     current_password: Password
     new_password: NewPassword
-
-
-class Tokens(BaseModel):
-    """A fresh token pair. Send `access_token` as `Authorization: Bearer …`; keep
-    `refresh_token` secret and trade it at `/refresh` for the next pair (it works once)."""
-
-    access_token: str
-    refresh_token: str
-    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
-    expires_in: int = Field(description="Seconds until the access token expires.")
-
-
-class SignedIn(Tokens):
-    user: User
 
 
 class AccountCreated(BaseModel):

@@ -11,56 +11,32 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from core.db import (
-    AppSession,
-    Database,
-    Page,
-    PageParams,
-    StatementTarget,
-    is_valid_id,
-    new_id,
-    utcnow,
-)
+from core.db import AppSession, Database, Page, PageParams, is_valid_id, new_id, utcnow
 from core.errors import ForbiddenError, NotFoundError, UnauthorizedError
+from plugins.auth.api import Client, SignedIn, Tokens, invalid_credentials
 from plugins.auth.models import (
     IP_MAX_LENGTH,
     REFRESH_TOKEN_ID_PREFIX,
     SESSION_ID_PREFIX,
     USER_AGENT_MAX_LENGTH,
     AuthSession,
-    Credential,
 )
 from plugins.auth.passwords import PasswordHasherService, PasswordPolicy
-from plugins.auth.repository import AuthRepository, AuthStatements, StoredCredential
+from plugins.auth.repository import AuthRepository, StoredCredential
 from plugins.auth.revocation import RevokedSessions
-from plugins.auth.schemas import AccountCreated, SessionInfo, SignedIn, Tokens
+from plugins.auth.schemas import AccountCreated, SessionInfo
 from plugins.auth.settings import AuthSettings
-from plugins.auth.sign_in_statements import SignInStatements
 from plugins.auth.throttle import LoginThrottle
 from plugins.auth.tokens import AccessTokens, new_opaque_token, opaque_token_hash
-from plugins.user.api import AccountReader, User, UserDirectory
+from plugins.user.api import User, UserDirectory
 
 logger = logging.getLogger("courtyard.auth")
 
 DirectoryFactory = Callable[..., UserDirectory]
-CredentialCheck = Callable[[AppSession, Credential | None], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Client:
-    """Where a sign-in comes from, as shown in the session list."""
-
-    ip: str | None = None
-    user_agent: str | None = None
-
-
-def invalid_credentials() -> UnauthorizedError:
-    # One answer for every reason a sign-in fails, so it tells nothing about the account.
-    return UnauthorizedError("Invalid email or password", code="auth.invalid_credentials")
+CredentialCheck = Callable[[AppSession, StoredCredential | None], Awaitable[None]]
 
 
 def invalid_refresh_token() -> UnauthorizedError:
@@ -82,23 +58,15 @@ class AuthService:
         tokens: AccessTokens,
         revoked: RevokedSessions,
         throttle: LoginThrottle,
-        accounts: AccountReader,
     ) -> None:
         self.settings = settings
         self.database = database
         self.directory = directory
-        self.accounts = accounts
         self.hasher = hasher
         self.policy = policy
         self.tokens = tokens
         self.revoked = revoked
         self.throttle = throttle
-        # A sign-in in two round trips where the database can (see `sign_in_statements`).
-        self._sign_in = (
-            SignInStatements(accounts)
-            if database.write_engine.dialect.name == "postgresql"
-            else None
-        )
 
     # Signing in
 
@@ -185,7 +153,7 @@ class AuthService:
             if user is None:
                 raise invalid_refresh_token()
             secret, successor = _refresh_token_for(auth_session.id, now)
-            rows = AuthStatements(session)
+            rows = AuthRepository(session)
             if not await rows.spend(token.id, successor["id"], now):
                 # A concurrent refresh with the same token won (PostgreSQL re-checked the
                 # row after it committed); this one gets nothing. Not theft, as above.
@@ -289,7 +257,7 @@ class AuthService:
         that is not active (read again under the lock that revoking its sessions takes, as
         `login` does), 403 when verified emails are required and this one is not."""
         await AuthRepository(session).lock_credential(user_id)
-        user = await self.directory(session=session).active_account(user_id)
+        user = await self.directory(session=session).hold_active(user_id)
         if user is None:
             raise invalid_credentials()
         if self.settings.require_verified_email and not user.email_verified:
@@ -305,53 +273,41 @@ class AuthService:
         self, *, email: str | None = None, user_id: str | None = None
     ) -> tuple[User | None, StoredCredential | None]:
         """The account (live, active or not; found by email or id) and its credential, read
-        from the primary outside any transaction, on one connection."""
-        async with self.database.connection() as connection:
-            if email and self._sign_in is not None:
-                return await self._sign_in.account_and_credential(connection, email)
-            accounts = self.accounts
-            user = await (
-                accounts.live_by_email(email, within=connection)
-                if email
-                else accounts.live(user_id or "", within=connection)
-            )
+        from the primary in one short unit, before the password is checked: argon2 runs
+        with no transaction open (on SQLite one would hold the database's write lock)."""
+        async with self.database.primary_read_sessions() as session:
+            users = self.directory(session=session)
+            user = await (users.find_by_email(email) if email else users.find(user_id or ""))
             if user is None:
                 return None, None
-            return user, await AuthStatements(connection).credential(user.id)
+            return user, await AuthRepository(session).credential(user.id)
 
     async def _open_password_session(
         self, user: User, checked: StoredCredential, rehashed: str | None, client: Client
     ) -> tuple[User, Tokens]:
         """A session for a sign-in whose password matched `checked`, unless the password
         changed or the account stopped being live and active while it was being checked
-        (then 401): the user as it is now, and the session's tokens."""
-        if self._sign_in is not None and rehashed is None:
-            # PostgreSQL: one statement (see `sign_in_statements`).
-            row, refresh, secret = self._new_session(user.id, client)
-            async with self.database.connection() as connection:
-                current = await self._sign_in.open_session(
-                    connection, checked=checked, session=row, token=refresh
-                )
-            if current is None:
-                raise invalid_credentials()
-            return current, self._tokens(current, row["id"], row["expires_at"], secret)
-        async with self.database.transaction() as transaction:
-            rows = AuthStatements(transaction)
+        (then 401): the user as it is now, and the session's tokens. One transaction."""
+        async with self.database.write_sessions() as session:
+            rows = AuthRepository(session)
             # The password may have changed while it was being checked (its other sessions
             # were revoked then): this login must neither open a session nor, by saving a
             # rehash, bring the old password back.
             locked = await rows.lock_credential(user.id)
             if locked is None or locked.changed_at != checked.changed_at:
                 raise invalid_credentials()
-            # Read again under that lock, which revoking every session of a user takes too:
-            # a deactivation or deletion that committed meanwhile has either revoked this
-            # session's siblings already (and shows here) or waits and revokes this one too.
-            current = await self.accounts.active(user.id, within=transaction)
+            # Read under that lock, which revoking every session of a user takes too, and
+            # held until the commit: a deactivation or deletion under way is waited for and
+            # refuses this sign-in; one that comes later waits for this session to exist,
+            # and its revocation (which needs the credential lock) then ends it too.
+            current = await self.directory(session=session).hold_active(user.id)
             if current is None:
                 raise invalid_credentials()
             if rehashed is not None:
                 await rows.rehash(user.id, rehashed)
-            return current, await self._open_session(transaction, current, client)
+            tokens = await self._open_session(session, current, client)
+            await session.commit()
+        return current, tokens
 
     async def _set_password(
         self,
@@ -387,10 +343,10 @@ class AuthService:
         password_hash = await self.hasher.hash(password)
         await self._set_password(user_id, password_hash, keep=None, check=check)
 
-    async def _open_session(self, target: StatementTarget, user: User, client: Client) -> Tokens:
-        """A new session and its first refresh token, inserted in `target`'s transaction."""
+    async def _open_session(self, session: AppSession, user: User, client: Client) -> Tokens:
+        """A new session and its first refresh token, inserted in `session`'s transaction."""
         row, refresh, secret = self._new_session(user.id, client)
-        await AuthStatements(target).open_session(row, refresh)
+        await AuthRepository(session).open_session(row, refresh)
         return self._tokens(user, row["id"], row["expires_at"], secret)
 
     def _new_session(

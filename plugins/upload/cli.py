@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from core.cli.context import CliContext
-from plugins.upload.service import PurgeResult
+from plugins.upload.schemas import PurgeResult
 
 
 def build_cli(container: Any) -> typer.Typer:

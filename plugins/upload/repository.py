@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, func, insert, or_, text, update
+from sqlalchemy import BigInteger, bindparam, func, insert, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
@@ -32,7 +32,8 @@ def _usage_conditions(owner: Any, now: Any) -> list[Any]:
 @cache
 def _insert_within_quota() -> Any:
     """INSERT the new upload only if the owner's usage leaves room for it: the quota check
-    and the insert in one statement, so the per-owner lock is held one round trip less.
+    and the insert in one statement, so no round trip to the server passes between them
+    while the per-owner lock is held.
     Built once; every value is a bound parameter."""
     table = UploadRecord.__table__  # type: ignore[attr-defined]
     columns = list(table.c)
@@ -69,10 +70,8 @@ class UploadRepository(BaseRepository[UploadRecord]):
         """Serialise quota checks of one owner until the transaction ends (PostgreSQL; a
         SQLite write transaction holds the database lock already)."""
         if self.session.get_bind().dialect.name == "postgresql":
-            await self.session.exec(  # type: ignore[call-overload]
-                text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                params={"key": f"upload.quota:{owner_id}"},
-            )
+            key = f"upload.quota:{owner_id}"  # a bound parameter
+            await self.session.exec(select(func.pg_advisory_xact_lock(func.hashtext(key))))
 
     async def usage(self, owner_id: str, now: datetime) -> tuple[int, int]:
         """(files, bytes) that count against the owner's quota: ready uploads and pending

@@ -204,12 +204,12 @@ def _add_local_content_routes(router: APIRouter, service: Any, max_size: int) ->
         signature: Signature = "",
     ) -> FileResponse:
         """Download a ready file through a signed URL from `GET /uploads/{id}` (local storage)."""
-        record, path = await uploads.signed_download(upload_id, _expires(expires), signature)
+        stored = await uploads.signed_download(upload_id, _expires(expires), signature)
         return FileResponse(
-            path,
-            media_type=record.content_type,
+            stored.path,
+            media_type=stored.content_type,
             headers={
-                "Content-Disposition": content_disposition(record.filename),
+                "Content-Disposition": content_disposition(stored.filename),
                 "X-Content-Type-Options": "nosniff",
                 "Content-Security-Policy": "default-src 'none'; sandbox",
                 "Cache-Control": "private, no-cache",

@@ -1,9 +1,15 @@
-"""What the HTTP API accepts and returns."""
+"""What the HTTP API accepts and returns, and what the service hands its other callers.
+
+These are the plugin's data transfer objects: `UploadService` returns them (or plain
+values), never an `UploadRecord`, which stays between the service and the repository.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -84,3 +90,20 @@ class UploadGrant(BaseModel):
     fields: dict[str, str]
     headers: dict[str, str]
     expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    """What a purge removed: how many uploads, and their declared bytes."""
+
+    uploads: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A ready upload's file on local disk, as its signed download serves it."""
+
+    path: Path
+    content_type: str
+    filename: str

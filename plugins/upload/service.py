@@ -8,14 +8,15 @@ upload without its object: deleting removes the object first and then the record
 failed record update leaves a record whose DELETE can simply be repeated); completing
 checks the object first and then flips the record, only while it is still pending and
 unexpired.
+
+Every public method returns a DTO of `plugins.upload.schemas` (or a plain value), never an
+`UploadRecord`: the table model stays between this module and the repository.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from core.db import Database, Page, PageParams, is_valid_id, utcnow
 from core.errors import (
@@ -29,7 +30,7 @@ from core.errors import (
 from core.identity import Principal
 from plugins.upload.models import UPLOAD_ID_PREFIX, UploadRecord
 from plugins.upload.repository import UploadRepository
-from plugins.upload.schemas import Upload, UploadCreate, UploadGrant
+from plugins.upload.schemas import PurgeResult, StoredFile, Upload, UploadCreate, UploadGrant
 from plugins.upload.settings import UploadSettings
 from plugins.upload.signing import UrlSigner, now
 from plugins.upload.sniffing import SNIFF_BYTES, matches_type, sniffable
@@ -48,12 +49,6 @@ BATCH = 100  # rows per step of a purge or of deleting a user's uploads
 # that was already under way when it expired cannot lose its object.
 PURGE_GRACE = timedelta(minutes=1)
 USER_ID_PREFIX = "usr"
-
-
-@dataclass(frozen=True, slots=True)
-class PurgeResult:
-    uploads: int
-    bytes: int
 
 
 def to_upload(record: UploadRecord, download: tuple[str, datetime] | None = None) -> Upload:
@@ -314,10 +309,8 @@ class UploadService:
                 f"Upload {upload_id} has been stored already", code="upload.already_stored"
             ) from None
 
-    async def signed_download(
-        self, upload_id: str, expires: int, signature: str
-    ) -> tuple[UploadRecord, Path]:
-        """The ready upload a signed GET is for, and its file (local backend only)."""
+    async def signed_download(self, upload_id: str, expires: int, signature: str) -> StoredFile:
+        """The file of the ready upload a signed GET is for (local backend only)."""
         local = self._local(upload_id)
         record = await self._signed("GET", upload_id, expires, signature)
         if (
@@ -326,7 +319,7 @@ class UploadService:
             or await local.stat(record.key) is None
         ):
             raise _not_found(upload_id)
-        return record, local.path_of(record.key)
+        return StoredFile(local.path_of(record.key), record.content_type, record.filename)
 
     # Helpers
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -22,23 +22,10 @@ PAGE = 100
 def build_cli(container: Any) -> typer.Typer:
     cli = typer.Typer(name="users", help="Manage user accounts.", no_args_is_help=True)
 
-    def run(
-        ctx: typer.Context, work: Callable[[UserService], Awaitable[T]], *, reads_only: bool = False
-    ) -> T:
-        """Run `work` with a service on a fresh session (its changes commit as they go).
-
-        `reads_only` uses a read session: no transaction, so on SQLite a listing never
-        waits for (or holds up) the app's writers.
-        """
-        database = container.database()
-        sessions = database.read_sessions if reads_only else database.write_sessions
-
-        async def session_work() -> T:
-            async with sessions() as session:
-                return await work(container.service(session=session))
-
+    def run(ctx: typer.Context, work: Callable[[UserService], Coroutine[Any, Any, T]]) -> T:
+        """Run `work` with the service (each of its calls one transaction)."""
         context: CliContext = ctx.obj
-        return context.run(session_work())
+        return context.run(work(container.service()))
 
     @cli.command("list")
     def list_users(
@@ -62,7 +49,7 @@ def build_cli(container: Any) -> typer.Typer:
                     return found
                 cursor = page.next_cursor
 
-        rows = run(ctx, every_user, reads_only=True)
+        rows = run(ctx, every_user)
         table(
             ["id", "email", "name", "role", "active", "verified", "deleted"],
             [
@@ -92,10 +79,7 @@ def build_cli(container: Any) -> typer.Typer:
 
     def change(verb: str, changes: dict[str, Any]) -> Callable[[typer.Context, str], None]:
         def command(ctx: typer.Context, email: str) -> None:
-            async def apply(users: UserService) -> User:
-                return await users.update((await users.get_by_email(email)).id, changes)
-
-            user = run(ctx, apply)
+            user = run(ctx, lambda users: users.update_by_email(email, changes))
             typer.echo(f"{verb} {user.email}: role {user.role}, {_active(user)}")
 
         return command

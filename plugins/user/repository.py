@@ -2,49 +2,103 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, or_, text
+from sqlalchemy import ColumnElement, bindparam, func, or_
 from sqlmodel import col, select
 
-from core.db import BaseRepository, CoreStatement, Slice
+from core.db import (
+    BaseRepository,
+    CoreStatement,
+    Database,
+    Slice,
+    StatementTarget,
+    is_valid_id,
+)
+from plugins.user.api import EMAIL_MAX_LENGTH, USER_ID_PREFIX, User
 from plugins.user.models import UserRecord, email_key
-from plugins.user.schemas import UserFilter
-
-
-def _account_columns() -> list[Any]:
-    return [column for column in UserRecord.__table__.c]  # type: ignore[attr-defined]
+from plugins.user.schemas import UserFilter, has_control_characters
 
 
 @dataclass(frozen=True, slots=True)
 class _AccountStatements:
-    """The account reads of every request and every sign-in, as `CoreStatement`s."""
-
     active: CoreStatement
+    held_active: CoreStatement
     live: CoreStatement
     live_by_email: CoreStatement
-    # The same selects for other plugins to embed in statements of their own (api.py).
-    live_by_email_select: Any
-    active_shared_select: Any
 
 
 @cache
-def account_statements() -> _AccountStatements:
-    """Built once: building a `select()` costs a third of running it."""
-    live = select(*_account_columns()).where(col(UserRecord.deleted_at).is_(None))
+def _account_statements() -> _AccountStatements:
+    """Built once: building a `select()` costs more than running it."""
+    columns = [column for column in UserRecord.__table__.c]  # type: ignore[attr-defined]
+    live = select(*columns).where(col(UserRecord.deleted_at).is_(None))
     active = live.where(
         col(UserRecord.id) == bindparam("user_id"), col(UserRecord.is_active).is_(True)
     )
-    by_email = live.where(col(UserRecord.email_key) == bindparam("email_key"))
     return _AccountStatements(
         active=CoreStatement(active),
+        held_active=CoreStatement(active.with_for_update(read=True)),
         live=CoreStatement(live.where(col(UserRecord.id) == bindparam("user_id"))),
-        live_by_email=CoreStatement(by_email),
-        live_by_email_select=by_email,
-        active_shared_select=active.with_for_update(read=True),
+        live_by_email=CoreStatement(
+            live.where(col(UserRecord.email_key) == bindparam("email_key"))
+        ),
     )
+
+
+class AccountRows:
+    """The account reads of every sign-in and every authenticated request, as Core
+    statements on `target`: a session (the caller's unit of work) or, for the per-request
+    check, the primary's engine (no session, one pooled connection for one statement).
+
+    Every method takes what a caller may pass unchecked (a malformed id, an over-long
+    email) and answers None for it without asking the database.
+    """
+
+    def __init__(self, target: StatementTarget) -> None:
+        self.target = target
+
+    async def active(self, user_id: str) -> User | None:
+        return await self._one(_account_statements().active, user_id)
+
+    async def hold_active(self, user_id: str) -> User | None:
+        """The live, active account, FOR SHARE (PostgreSQL): a change committed meanwhile is
+        seen (the row is read again once locked), one that comes later waits for the
+        caller's transaction. SQLite's writers are serialised already."""
+        return await self._one(_account_statements().held_active, user_id)
+
+    async def live(self, user_id: str) -> User | None:
+        return await self._one(_account_statements().live, user_id)
+
+    async def live_by_email(self, email: str) -> User | None:
+        if len(email) > EMAIL_MAX_LENGTH or has_control_characters(email):
+            return None  # never stored, so no need to ask
+        found = await _account_statements().live_by_email.first(
+            self.target, email_key=email_key(email)
+        )
+        return _user(found)
+
+    async def _one(self, statement: CoreStatement, user_id: str) -> User | None:
+        if not is_valid_id(user_id, USER_ID_PREFIX):
+            return None
+        return _user(await statement.first(self.target, user_id=user_id))
+
+
+class PrimaryAccounts:
+    """Implements `api.AccountReader`: the per-request account check, on the primary."""
+
+    def __init__(self, database: Database) -> None:
+        self.rows = AccountRows(database.primary_read_engine)
+
+    async def active(self, user_id: str) -> User | None:
+        return await self.rows.active(user_id)
+
+
+def _user(fields: Mapping[str, Any] | None) -> User | None:
+    return User.model_validate(fields) if fields is not None else None
 
 
 class UserRepository(BaseRepository[UserRecord]):
@@ -85,8 +139,8 @@ class UserRepository(BaseRepository[UserRecord]):
         locked later, out of order, as the target).
         """
         if self.session.get_bind().dialect.name == "postgresql":
-            await self.session.exec(  # type: ignore[call-overload]
-                text("SELECT pg_advisory_xact_lock(hashtext('user.admins'))")
+            await self.session.exec(
+                select(func.pg_advisory_xact_lock(func.hashtext("user.admins")))
             )
         stmt = (
             select(UserRecord.id)

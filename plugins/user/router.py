@@ -1,18 +1,17 @@
 """`/api/v1/users`: the caller's own account, and administration for admins.
 
 No `from __future__ import annotations` here: FastAPI must see the route signatures'
-types, and `Reader`/`Writer` are local to `build_router`.
+types, and `Users`/`CurrentAccount` are local to `build_router`.
 """
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
-from core.db import Page, PageParams, ReadSession, WriteSession, page_params
+from core.db import Page, PageParams, page_params
 from core.errors import problem_responses
 from core.identity import CurrentPrincipal, Principal, require_role
 from plugins.user.api import EMAIL_MAX_LENGTH, Role, User
-from plugins.user.hooks import cached_account
 from plugins.user.schemas import AdminUpdate, ProfileUpdate, UserCreate, UserFilter
 from plugins.user.service import UserService
 
@@ -39,33 +38,34 @@ async def user_filter(
 def build_router(container: Any) -> APIRouter:
     router = APIRouter()
 
-    async def writer(session: WriteSession) -> UserService:
-        return container.service(session=session)  # type: ignore[no-any-return]
+    async def users() -> UserService:
+        return container.service()  # type: ignore[no-any-return]
 
-    async def reader(session: ReadSession) -> UserService:
-        return container.service(session=session)  # type: ignore[no-any-return]
+    Users = Annotated[UserService, Depends(users)]
 
-    Writer = Annotated[UserService, Depends(writer)]
-    Reader = Annotated[UserService, Depends(reader)]
+    async def current_account(principal: CurrentPrincipal, users: Users) -> User:
+        """The caller's account: the row the account check read for this request (it goes
+        with the principal), or, for a principal no check confirmed, read now."""
+        if isinstance(principal.account, User) and principal.account.id == principal.user_id:
+            return principal.account
+        return await users.get(principal.user_id)
+
+    CurrentAccount = Annotated[User, Depends(current_account)]
 
     # The caller's own account
 
     @router.get("/me", response_model=User, responses=problem_responses(401))
-    async def read_me(request: Request, principal: CurrentPrincipal) -> User:
+    async def read_me(account: CurrentAccount) -> User:
         """The caller's account."""
-        account = cached_account(request, principal.user_id)
-        if account is not None:  # loaded while authenticating: no second query
-            return account
-        async with container.database().read_sessions() as session:
-            return await container.service(session=session).get(principal.user_id)  # type: ignore[no-any-return]
+        return account
 
     @router.patch("/me", response_model=User, responses=problem_responses(400, 401))
-    async def update_me(data: ProfileUpdate, principal: CurrentPrincipal, users: Writer) -> User:
+    async def update_me(data: ProfileUpdate, principal: CurrentPrincipal, users: Users) -> User:
         """Change the caller's profile. Role, status and email are not the caller's to set."""
         return await users.update(principal.user_id, data.changes())
 
     @router.delete("/me", status_code=204, responses=problem_responses(401, 409))
-    async def delete_me(principal: CurrentPrincipal, users: Writer) -> Response:
+    async def delete_me(principal: CurrentPrincipal, users: Users) -> Response:
         """Soft-delete the caller's account (409 for the last active admin)."""
         await users.delete(principal.user_id)
         return Response(status_code=204)
@@ -75,7 +75,7 @@ def build_router(container: Any) -> APIRouter:
     @router.get("", response_model=Page[User], responses=problem_responses(401, 403))
     async def list_users(
         _: Admin,
-        users: Reader,
+        users: Users,
         where: Annotated[UserFilter, Depends(user_filter)],
         page: Annotated[PageParams, Depends(page_params)],
     ) -> Page[User]:
@@ -85,24 +85,24 @@ def build_router(container: Any) -> APIRouter:
     @router.post(
         "", status_code=201, response_model=User, responses=problem_responses(400, 401, 403, 409)
     )
-    async def create_user(data: UserCreate, _: Admin, users: Writer) -> User:
+    async def create_user(data: UserCreate, _: Admin, users: Users) -> User:
         """Create an account (admins only); 409 when the email is in use."""
         return await users.create(data.email, data.name, data.role)
 
     @router.get("/{user_id}", response_model=User, responses=problem_responses(401, 404))
-    async def read_user(user_id: str, principal: CurrentPrincipal, users: Reader) -> User:
+    async def read_user(user_id: str, principal: CurrentPrincipal, users: Users) -> User:
         """A user: yourself, or anyone for an admin. 404 for everything else."""
         return await users.visible_to(principal, user_id)
 
     @router.patch(
         "/{user_id}", response_model=User, responses=problem_responses(400, 401, 403, 404, 409)
     )
-    async def update_user(user_id: str, data: AdminUpdate, _: Admin, users: Writer) -> User:
+    async def update_user(user_id: str, data: AdminUpdate, _: Admin, users: Users) -> User:
         """Change a user's name, role or status (409 for the last active admin)."""
         return await users.update(user_id, data.changes())
 
     @router.delete("/{user_id}", status_code=204, responses=problem_responses(401, 403, 404, 409))
-    async def delete_user(user_id: str, _: Admin, users: Writer) -> Response:
+    async def delete_user(user_id: str, _: Admin, users: Users) -> Response:
         """Soft-delete a user (409 for the last active admin)."""
         await users.delete(user_id)
         return Response(status_code=204)
@@ -110,7 +110,7 @@ def build_router(container: Any) -> APIRouter:
     @router.post(
         "/{user_id}/restore", response_model=User, responses=problem_responses(401, 403, 404, 409)
     )
-    async def restore_user(user_id: str, _: Admin, users: Writer) -> User:
+    async def restore_user(user_id: str, _: Admin, users: Users) -> User:
         """Undo a soft delete; 409 when another user has taken the email meanwhile."""
         return await users.restore(user_id)
 

@@ -1,195 +1,94 @@
-"""Domain rules for user accounts: visibility, uniqueness, the last admin, events."""
+"""What the HTTP API and the command line do with accounts: each call one unit of work."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import partial
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
-from core.db import AppSession, Page, PageParams, is_valid_id
-from core.errors import ConflictError, InvalidInputError, NotFoundError
-from core.hooks import emit
+from core.db import Database, Page, PageParams
+from core.errors import NotFoundError
 from core.identity import Principal
-from plugins.user.accounts import active_account
-from plugins.user.api import ROLES, USER_ID_PREFIX, User
-from plugins.user.models import UserRecord, email_key
-from plugins.user.repository import UserRepository
-from plugins.user.schemas import UserFilter, check_email, check_name, has_control_characters
+from plugins.user.api import User
+from plugins.user.directory import AccountDirectory
+from plugins.user.schemas import UserFilter
 from plugins.user.settings import UserSettings
 
 
-def to_user(record: UserRecord) -> User:
-    return User.model_validate(record, from_attributes=True)
-
-
 class UserService:
-    """Everything that can happen to a user account. Implements `api.UserDirectory`.
+    """Opens a session per call, applies `AccountDirectory`'s rules in it and, for a
+    change, commits (the change's event fires then). Reads that may lag a moment (an
+    admin's listing, a profile) come from a replica when one is configured; reads an
+    operator acts on come from the primary."""
 
-    With `autocommit` (the HTTP API, the CLI) each change is one transaction, committed
-    here. As another plugin's directory (`autocommit=False`) it only flushes: the caller's
-    commit makes the change visible. Either way events fire only after the commit.
-    """
-
-    def __init__(
-        self, session: AppSession, settings: UserSettings, hooks: Any, *, autocommit: bool = True
-    ) -> None:
-        self.session = session
+    def __init__(self, database: Database, settings: UserSettings, hooks: Any) -> None:
+        self.database = database
         self.settings = settings
         self.hooks = hooks
-        self.autocommit = autocommit
-        self.users = UserRepository(session)
 
     # Reads
 
-    async def get(self, user_id: str, *, include_deleted: bool = False) -> User:
-        return to_user(await self._record(user_id, include_deleted=include_deleted))
-
-    async def get_by_email(self, email: str) -> User:
-        record = None if has_control_characters(email) else await self.users.get_by_email(email)
-        if record is None:
-            raise NotFoundError(f"No user with email {email}", code="user.not_found")
-        return to_user(record)
+    async def get(self, user_id: str) -> User:
+        async with self._reading() as users:
+            return await users.get(user_id)
 
     async def visible_to(self, principal: Principal, user_id: str) -> User:
         """The user, if `principal` may see it (itself, or an admin); 404 otherwise."""
         if principal.user_id != user_id and not principal.has_role("admin"):
-            raise _not_found(user_id)
+            raise NotFoundError(f"User {user_id} not found", code="user.not_found")
         return await self.get(user_id)
 
-    async def active_account(self, user_id: str) -> User | None:
-        """The user if it exists, is live and active; None if it may not act."""
-        return await active_account(self.session, user_id)
-
     async def list(self, where: UserFilter, page: PageParams) -> Page[User]:
-        rows = await self.users.search(where, limit=page.limit, cursor=page.cursor)
-        return Page[User].of(rows, to_user)
+        async with self._reading() as users:
+            return await users.list(where, page)
+
+    async def get_by_email(self, email: str) -> User:
+        """The live user with `email`, read on the primary (an operator names accounts by
+        email and acts on the answer at once)."""
+        async with self.database.primary_read_sessions() as session:
+            return await self._directory(session).get_by_email(email)
 
     # Changes
 
     async def create(self, email: str, name: str, role: str = "user") -> User:
-        try:
-            email = check_email(email)
-        except ValueError as exc:
-            raise InvalidInputError("email", str(exc)) from None
-        name = self._check_name(name)
-        self._check_role(role)
-        if await self.users.get_by_email(email) is not None:
-            raise _email_taken(email)
-        record = UserRecord(email=email, email_key=email_key(email), name=name, role=role)
-        try:
-            # A savepoint: losing the race undoes this insert only, not the caller's work.
-            async with self.session.begin_nested():
-                await self.users.create(record)
-        except IntegrityError:  # a concurrent request took the email first
-            raise _email_taken(email) from None
-        user = to_user(record)
-        await self._committed(partial(emit, self.hooks.user_created, user=user))
-        return user
+        async with self._changing() as users:
+            return await users.create(email, name, role)
 
     async def update(self, user_id: str, changes: dict[str, Any]) -> User:
         """Apply `changes` (field → new value); fields that already hold the value are no change."""
-        if "name" in changes:
-            changes = {**changes, "name": self._check_name(changes["name"])}
-        if "role" in changes:
-            self._check_role(changes["role"])
-        demoting = changes.get("role", "admin") != "admin" or changes.get("is_active") is False
-        admins = await self.users.lock_active_admins() if demoting else []
-        record = await self._record(user_id, for_update=True)
-        changes = {k: v for k, v in changes.items() if getattr(record, k) != v}
-        if not changes:
-            return to_user(record)
-        if demoting:
-            self._keep_an_admin(record, admins, "demote or deactivate")
-        await self.users.update(record, changes)
-        user = to_user(record)
-        await self._committed(partial(emit, self.hooks.user_updated, user=user, changes=changes))
-        return user
+        async with self._changing() as users:
+            return await users.update(user_id, changes)
+
+    async def update_by_email(self, email: str, changes: dict[str, Any]) -> User:
+        """`update` for the live user with `email`, found in the same transaction."""
+        async with self._changing() as users:
+            return await users.update((await users.get_by_email(email)).id, changes)
 
     async def delete(self, user_id: str) -> None:
-        admins = await self.users.lock_active_admins()
-        record = await self._record(user_id, for_update=True)
-        self._keep_an_admin(record, admins, "delete")
-        await self.users.soft_delete(record)
-        await self._committed(partial(emit, self.hooks.user_deleted, user_id=record.id))
+        async with self._changing() as users:
+            await users.delete(user_id)
 
     async def restore(self, user_id: str) -> User:
         """Bring a soft-deleted user back; 409 if another live user has the email meanwhile."""
-        record = await self._record(user_id, include_deleted=True, for_update=True)
-        if record.deleted_at is None:
-            return to_user(record)
-        email = record.email
-        try:
-            async with self.session.begin_nested():
-                await self.users.restore(record)
-        except IntegrityError:
-            raise _email_taken(email) from None
-        user = to_user(record)
-        await self._committed(partial(emit, self.hooks.user_restored, user_id=record.id))
-        return user
-
-    async def mark_email_verified(self, user_id: str) -> User:
-        return await self.update(user_id, {"email_verified": True})
+        async with self._changing() as users:
+            return await users.restore(user_id)
 
     async def set_active(self, user_id: str, active: bool) -> User:
         return await self.update(user_id, {"is_active": active})
 
-    # Rules
+    # Units of work
 
-    async def _record(
-        self, user_id: str, *, include_deleted: bool = False, for_update: bool = False
-    ) -> UserRecord:
-        record = None
-        if is_valid_id(user_id, USER_ID_PREFIX):
-            get = self.users.get_for_update if for_update else self.users.get
-            record = await get(user_id, include_deleted=include_deleted)
-        if record is None:
-            raise _not_found(user_id)
-        return record
+    def _directory(self, session: Any) -> AccountDirectory:
+        return AccountDirectory(session, self.settings, self.hooks)
 
-    def _check_name(self, name: str) -> str:
-        """The name as stored (trimmed); the same rules as the HTTP schemas, plus the limit."""
-        try:
-            name = check_name(name)
-        except ValueError as exc:
-            raise InvalidInputError("name", str(exc)) from None
-        limit = self.settings.max_name_length
-        if len(name) > limit:
-            raise InvalidInputError(
-                "name", f"String should have at most {limit} characters", kind="string_too_long"
-            )
-        return name
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AccountDirectory]:
+        async with self.database.read_sessions() as session:
+            yield self._directory(session)
 
-    def _check_role(self, role: str) -> None:
-        if role not in ROLES:
-            raise InvalidInputError("role", f"Input should be one of: {', '.join(sorted(ROLES))}")
-
-    def _keep_an_admin(self, record: UserRecord, admins: Sequence[str], action: str) -> None:
-        """Refuse to take away the last active admin (nobody could administer afterwards).
-
-        `admins` are the active admins' ids, locked by the caller before `record` was.
-        """
-        if record.role != "admin" or not record.is_active:
-            return
-        others = [i for i in admins if i != record.id]
-        if not others:
-            raise ConflictError(
-                f"Cannot {action} {record.email}: it is the last active admin. "
-                "Promote another user first.",
-                code="user.last_admin",
-            )
-
-    async def _committed(self, event: Any) -> None:
-        """Queue `event` for after the commit, and commit when this service owns the transaction."""
-        self.session.after_commit(event)
-        if self.autocommit:
-            await self.session.commit()
-
-
-def _not_found(user_id: str) -> NotFoundError:
-    return NotFoundError(f"User {user_id} not found", code="user.not_found")
-
-
-def _email_taken(email: str) -> ConflictError:
-    return ConflictError(f"The email {email} is already in use", code="user.email_taken")
+    @asynccontextmanager
+    async def _changing(self) -> AsyncIterator[AccountDirectory]:
+        """A transaction on the primary, committed when the block ends without an error."""
+        async with self.database.write_sessions() as session:
+            yield self._directory(session)
+            await session.commit()

@@ -223,7 +223,8 @@ def test_check_validates_the_current_settings_of_disabled_plugins_too(
 def test_check_reports_each_kind_of_broken_plugin(courtyard: Courtyard) -> None:
     """Protects the rest of --check, one problem each: import error, name mismatch, a
     missing requirement, a cycle, a lazy reference that does not resolve, a container
-    input the core cannot give, a hook nobody declares, a URL prefix taken."""
+    input the core cannot give, a whole container asked for, a hook nobody declares, a
+    URL prefix taken. The lines are startup's messages, less the plugin's name."""
     result = courtyard("plugins", "--check", sets=("main", "broken"))
     assert result.returncode == 1, result
     assert "Traceback" not in result.stdout + result.stderr
@@ -236,9 +237,11 @@ def test_check_reports_each_kind_of_broken_plugin(courtyard: Courtyard) -> None:
         "cyclea": "dependency cycle between plugins: cyclea -> cycleb -> cyclea",
         "cycleb": "dependency cycle between plugins: cycleb -> cyclea -> cycleb",
         "badref": "cannot load 'routr:build_router' from courtyard_broken",
-        "needsinput": "declares dependency 'payment_gateway', which the core does not provide",
+        "needsinput": "container: declares dependency 'payment_gateway', which the core does "
+        "not provide",
+        "wantsall": "container: declares all of plugin 'user''s container",
         "stray": "implements hook 'nobody_declares_this', which no installed plugin declares",
-        "prefixclash": "mounts its routes at /api/v1/alpha, as plugin 'alpha' does",
+        "prefixclash": "plugins 'alpha' and 'prefixclash' both mount routes at /api/v1/alpha",
     }
     for name, fragment in expected.items():
         [line] = lines[name]
@@ -255,9 +258,9 @@ def test_check_names_every_distribution_of_a_duplicated_name_once(courtyard: Cou
     assert result.returncode == 1, result
     lines = by_plugin(result.stdout)
     assert lines["alpha"] == [
-        "FAIL alpha: the name is registered by more than one distribution: 'courtyard-alpha' "
-        "(courtyard_alpha:plugin), 'courtyard-alpha-clone' (courtyard_alpha_clone:plugin); "
-        "keep one"
+        "FAIL alpha: duplicate plugin name 'alpha': provided by distributions "
+        "'courtyard-alpha' (courtyard_alpha:plugin) and 'courtyard-alpha-clone' "
+        "(courtyard_alpha_clone:plugin)"
     ]
     assert lines["beta"] == ["ok  beta 0.3.0-descriptor"]
 

@@ -21,14 +21,26 @@ def test_unfilled_plugin_input_stops_startup(use_dists, tmp_path):
     assert "\n" not in message
 
 
-def test_plugin_gets_its_settings_hooks_and_required_container(main_plugins):
+def test_plugin_gets_its_settings_hooks_and_the_providers_it_requires(main_plugins):
     kernel = Kernel.build(CoreSettings(env="test", enabled_plugins="alpha,beta"))
     alpha = kernel.container_of("alpha")
     beta = kernel.container_of("beta")
     assert alpha.settings() is kernel.plugin_settings["alpha"]
     assert alpha.hooks() is kernel.pm.hook
-    # beta declares `alpha = providers.DependenciesContainer()`: it receives alpha's container.
-    assert beta.alpha.settings() is kernel.plugin_settings["alpha"]
+    # beta declares `alpha_lifecycle = providers.Dependency()`: alpha's `lifecycle`, only.
+    assert beta.alpha_lifecycle() is alpha.lifecycle()
+    assert "alpha" not in beta.providers
+
+
+def test_a_container_asking_for_a_whole_plugin_container_is_refused(use_dists, tmp_path):
+    use_dists("broken")
+    settings = CoreSettings(env="test", enabled_plugins="user,wantsall")
+    with pytest.raises(ConfigurationError) as caught:
+        Kernel.build(settings)
+    message = str(caught.value)
+    assert message.startswith("plugin 'wantsall' container: declares all of plugin 'user'")
+    assert "user_service = providers.Dependency()" in message
+    assert "\n" not in message
 
 
 def test_each_app_has_its_own_container_and_plugin_manager(main_plugins):

@@ -1,4 +1,4 @@
-"""Engines, sessions, BaseRepository, ids and timestamps (DESIGN.md §6).
+"""Engines, sessions, BaseRepository, ids and timestamps.
 
 Behaviour is driven through `alpha`'s routes (router → service → BaseRepository) and checked
 against the database itself, on SQLite and, when configured, PostgreSQL.

@@ -1,4 +1,4 @@
-"""Every error is an RFC 9457 problem response with a request id (DESIGN.md §8).
+"""Every error is an RFC 9457 problem response with a request id.
 
 Driven through the real app and the installed `alpha` test plugin. Errors that involve the
 database run on every backend (`client`); the HTTP layer's own errors on SQLite (`http`).

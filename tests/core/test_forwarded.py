@@ -229,7 +229,7 @@ def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server_environment(database: Path, **extra: str) -> dict[str, str]:
     return {
         "COURTYARD_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
-        "COURTYARD_ENABLED_PLUGINS": "user,auth",
+        "COURTYARD_ENABLED_PLUGINS": "user,auth,mail",
         "COURTYARD_ENV": "test",
         "COURTYARD_AUTH__LOGIN_LIMIT_PER_IP": f"{LIMIT_PER_IP}/minute",
         "COURTYARD_AUTH__LOGIN_LIMIT_PER_ACCOUNT": "1000/minute",

@@ -1,4 +1,4 @@
-"""`/health/live` and `/health/ready`, and what a lost database looks like (DESIGN.md §6, §10).
+"""`/health/live` and `/health/ready`, and what a lost database looks like.
 
 PostgreSQL outages are simulated with a TCP proxy between the app and the server
 (tests/support/tcpproxy.py). Those tests exist only when COURTYARD_TEST_DATABASE_URL is set:

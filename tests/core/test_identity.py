@@ -1,4 +1,4 @@
-"""Who is calling: `current_principal` (401) and `require_role` (403), DESIGN.md §9.
+"""Who is calling: `current_principal` (401) and `require_role` (403).
 
 `alpha`'s test authenticator trusts `X-Test-User: <user id>[:role,role]` only when its
 `trust_test_header` setting is on; with it off, no plugin authenticates anybody. None of this

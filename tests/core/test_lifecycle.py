@@ -1,4 +1,4 @@
-"""Plugins' `startup` and `shutdown` hooks around the app's lifespan (DESIGN.md §4).
+"""Plugins' `startup` and `shutdown` hooks around the app's lifespan.
 
 `alpha` records what its hooks did in its container's `lifecycle` list (served at
 GET /api/v1/alpha/lifecycle); `beta`, which requires alpha, records into the same list.

@@ -22,7 +22,7 @@ from core.app import create_app
 from tests.conftest import AppFactory, make_settings
 from tests.support.problems import assert_problem
 
-BUILT_IN = "user,auth,upload"
+BUILT_IN = "user,auth,mail,oauth,upload"
 AUTH = "/api/v1/auth"
 WRONG_TYPES = ["text/plain", "application/x-www-form-urlencoded", "application/xml"]
 BODY = b'{"email": "ann@example.com", "password": "a long passphrase"}'
@@ -60,6 +60,7 @@ async def test_every_json_route_answers_415_to_a_body_of_another_type(
         assert ("POST", f"{AUTH}/login") in routes
         assert ("PATCH", "/api/v1/users/me") in routes
         assert ("POST", "/api/v1/uploads") in routes
+        assert ("POST", f"{AUTH}/oauth/identities/xyz_01J0000000000000000000000") in routes
         assert ("POST", f"{AUTH}/token") not in routes  # a form: see the test below
 
         for method, path in routes:
@@ -86,7 +87,7 @@ async def test_json_and_json_suffixed_types_are_accepted(
 ) -> None:
     """Stops the check refusing JSON a client labels correctly: a charset parameter, any
     case, and `application/*+json` types reach the route (here, a sign-up and a sign-in)."""
-    async with app_client(enabled_plugins="user,auth") as client:
+    async with app_client(enabled_plugins="user,auth,mail") as client:
         headers = {"content-type": content_type}
         body = b'{"email": "ann@example.com", "password": "a long passphrase", "name": "Ann"}'
         signup = await client.post(f"{AUTH}/signup", content=body, headers=headers)
@@ -101,7 +102,7 @@ async def test_the_token_form_and_bodiless_requests_are_not_json_routes(
 ) -> None:
     """The OAuth2 token endpoint keeps taking its form body, and a JSON route called with
     no body at all still gets the 422 naming the missing body, not a 415."""
-    async with app_client(enabled_plugins="user,auth") as client:
+    async with app_client(enabled_plugins="user,auth,mail") as client:
         await client.post(
             f"{AUTH}/signup",
             json={"email": "ann@example.com", "password": "a long passphrase", "name": "Ann"},

@@ -1,4 +1,4 @@
-"""Per-plugin migration branches (DESIGN §7), on SQLite and PostgreSQL.
+"""Per-plugin migration branches, on SQLite and PostgreSQL.
 
 In-process tests use the shared install of alpha and beta (`main_plugins`). Everything that
 writes revision files runs the real `courtyard` command in a subprocess against its own fresh
@@ -484,18 +484,23 @@ async def test_cli_upgrade_current_history_and_downgrade(cli, database_url):
     assert (current["beta"]["CURRENT"], current["beta"]["STATE"]) == ("-", "behind")
 
 
-BUILT_INS = "user,auth,upload"
+BUILT_INS = "user,auth,mail,oauth,upload"
+# The built-ins with a migration branch (`mail` has no tables), in plugin order.
+MIGRATING = ["user", "auth", "oauth", "upload"]
+# oauth's branch `depends_on` auth's head revision: with oauth enabled, no downgrade of
+# auth leaves it alone.
+WITHOUT_OAUTH = "user,auth,mail,upload"
 
 
 def built_in_tables(names: set[str]) -> set[str]:
-    """The tables of the built-in plugins (`user`, and those of `auth` and `upload`)."""
-    return {n for n in names if n == "user" or n.startswith(("auth_", "upload_"))}
+    """The tables of the built-in plugins (`user`, and those of `auth`, `oauth`, `upload`)."""
+    return {n for n in names if n == "user" or n.startswith(("auth_", "oauth_", "upload_"))}
 
 
 async def test_cli_downgrading_a_branch_others_depend_on_is_refused(cli, database_url):
-    """Stops: `db downgrade user@base` silently dropping the auth and upload plugins' tables
-    (their branches `depends_on` user's): every password and upload gone, reported as
-    "downgraded to user@base"."""
+    """Stops: `db downgrade user@base` silently dropping the auth, oauth and upload plugins'
+    tables (their branches `depends_on` user's): every password, linked identity and upload
+    gone, reported as "downgraded to user@base"."""
     cli.ok("db", "upgrade", enabled=BUILT_INS)
     before = await tables(database_url)
     versions = await version_rows(database_url)
@@ -505,7 +510,7 @@ async def test_cli_downgrading_a_branch_others_depend_on_is_refused(cli, databas
 
     assert line == (
         "courtyard: error: downgrading user@base would also downgrade the branches of auth, "
-        "upload, which depend on its revisions: use --cascade to downgrade them too"
+        "oauth, upload, which depend on its revisions: use --cascade to downgrade them too"
     )
     assert await tables(database_url) == before
     assert await version_rows(database_url) == versions
@@ -521,29 +526,38 @@ async def test_cli_downgrade_with_cascade_names_every_branch_it_took_down(cli, d
 
     assert output.splitlines() == [
         "downgraded auth → base",
+        "downgraded oauth → base",
         "downgraded upload → base",
         "downgraded user → base",
         "downgraded to user@base",
     ]
     assert built_in_tables(await tables(database_url)) == set()
 
-    assert "up to date: user, auth, upload" in cli.ok("db", "upgrade", enabled=BUILT_INS)
+    assert "up to date: user, auth, oauth, upload" in cli.ok("db", "upgrade", enabled=BUILT_INS)
     assert await tables(database_url) == before
     current = cli.run("db", "current", enabled=BUILT_INS).stdout
     states = {r["PLUGIN"]: r["STATE"] for r in parse_table(current)}
-    assert [states[name] for name in BUILT_INS.split(",")] == ["at head"] * 3
+    assert [states[name] for name in MIGRATING] == ["at head"] * 4
+    assert "mail" not in states
 
 
-@pytest.mark.parametrize("target", ["auth@base", "auth@-1", "upload@base"])
+@pytest.mark.parametrize(
+    ("target", "enabled"),
+    [
+        ("auth@base", WITHOUT_OAUTH),
+        ("auth@-2", WITHOUT_OAUTH),  # auth's head, b41c7d2e0003, has nothing to undo
+        ("upload@base", BUILT_INS),
+    ],
+)
 async def test_cli_downgrade_that_leaves_the_other_branches_alone_needs_no_cascade(
-    cli, database_url, target
+    cli, database_url, target, enabled
 ):
     """Stops: the refusal getting in the way of a downgrade no other branch depends on."""
-    cli.ok("db", "upgrade", enabled=BUILT_INS)
+    cli.ok("db", "upgrade", enabled=enabled)
     before = await tables(database_url)
     plugin = target.partition("@")[0]
 
-    output = cli.ok("db", "downgrade", target, enabled=BUILT_INS)
+    output = cli.ok("db", "downgrade", target, enabled=enabled)
 
     assert output.splitlines()[-1] == f"downgraded to {target}"
     assert [line.split(" → ")[0] for line in output.splitlines()[:-1]] == [f"downgraded {plugin}"]

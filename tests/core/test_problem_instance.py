@@ -1,4 +1,4 @@
-"""A problem's `instance` is the path the client sent, not its percent-decoded form (§8).
+"""A problem's `instance` is the path the client sent, not its percent-decoded form.
 
 Decoding would put control characters (`%0A`, `%00`) into the body and make `%2F` a path
 separator; the query string is never part of it.

@@ -1,5 +1,5 @@
 """The `register_*` hooks (readiness checks, CLI commands): what a plugin author sees when an
-implementation is async, registers a check name twice or raises (DESIGN.md §2).
+implementation is async, registers a check name twice or raises.
 
 The faulty plugins are one real distribution, `courtyard-faulty`, written here and
 pip-installed into a folder of its own, then found through its entry points like any other.
@@ -263,8 +263,7 @@ def test_plugins_check_reports_async_register_hooks(faulty: Path, tmp_path: Path
         ("asynccmds", "register_commands"),
     ):
         assert (
-            f"FAIL {name}: has an invalid hook implementation: hook {hook} must be a plain "
-            "function (it returns a list), not async"
+            f"FAIL {name}: hook {hook} must be a plain function (it returns a list), not async"
         ) in lines, result.stdout
     assert "ok  twochecks 0.0.1" in lines, result.stdout
 

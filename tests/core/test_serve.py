@@ -1,4 +1,4 @@
-"""`courtyard serve` as a process manager sees it: its exit status (DESIGN.md §11).
+"""`courtyard serve` as a process manager sees it: its exit status.
 
 A clean stop on SIGTERM (systemd, Kubernetes, a rolling update) or SIGINT (Ctrl+C) exits 0;
 a server that could not start exits non-zero. The real console script runs in its own

@@ -37,7 +37,7 @@ PG_ONLY = [
 ]
 collect_ignore = [] if "postgresql" in backends() else PG_ONLY
 
-PLUGINS = "user,auth,upload"
+PLUGINS = "user,auth,mail,upload"
 AUTH = "/api/v1/auth"
 USERS = "/api/v1/users"
 ME = f"{USERS}/me"

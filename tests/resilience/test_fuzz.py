@@ -37,7 +37,7 @@ from tests.resilience.fuzz_support import (
 
 pytestmark = pytest.mark.resilience
 
-PLUGINS = "user,auth,upload"
+PLUGINS = "user,auth,mail,oauth,upload"
 EXAMPLES_PER_OPERATION = 40
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES_PER_OPERATION,
@@ -58,8 +58,9 @@ def _schemathesis_node_id(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture
 def fuzz_app(database_url: str, tmp_path: Path) -> Iterator[FastAPI]:
-    """user, auth and upload (local storage) on a migrated database. schemathesis runs the
-    app's lifespan on its own event loop thread; it is shut down before the database goes."""
+    """user, auth, oauth and upload (local storage) on a migrated database. schemathesis
+    runs the app's lifespan on its own event loop thread; it is shut down before the
+    database goes."""
     core = make_settings(database_url, enabled_plugins=PLUGINS)
     asyncio.run(migrate(core))
     app = create_app(

@@ -1,4 +1,4 @@
-"""Assertions on RFC 9457 problem responses (DESIGN.md §8), shared by the core's tests."""
+"""Assertions on RFC 9457 problem responses, shared by the core's tests."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import typer
 from core.cli.context import CliContext
 from core.cli.output import table
 
-from courtyard_notes.repository import OwnerCount
+from courtyard_notes.service import NoteService
 
 
 def build_cli(container: Any) -> typer.Typer:
@@ -18,15 +18,9 @@ def build_cli(container: Any) -> typer.Typer:
     @cli.command("stats")
     def stats(ctx: typer.Context) -> None:
         """Notes per owner (live and soft-deleted), most first, and the totals."""
-
-        async def counts() -> list[OwnerCount]:
-            # A read session: no transaction, so it never waits for the app's writers.
-            async with container.database().read_sessions() as session:
-                found: list[OwnerCount] = await container.service(session=session).counts_by_owner()
-                return found
-
         context: CliContext = ctx.obj
-        rows = context.run(counts())
+        notes: NoteService = container.service()
+        rows = context.run(notes.counts_by_owner())
         live = sum(r.live for r in rows)
         deleted = sum(r.deleted for r in rows)
         table(

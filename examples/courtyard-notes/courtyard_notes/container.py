@@ -9,10 +9,11 @@ from courtyard_notes.settings import NotesSettings
 
 
 class NotesContainer(containers.DeclarativeContainer):
-    """Inputs come from the core, by name; `service` needs `session=` (the request's)."""
+    """Inputs come from the core, by name. `service` is built once and opens a session of
+    its own for each call: routes, hooks and commands all use it as it is."""
 
     settings = providers.Dependency(instance_of=NotesSettings)
     database = providers.Dependency(instance_of=Database)
     hooks: providers.Dependency[Any] = providers.Dependency()
 
-    service = providers.Factory(NoteService, settings=settings, hooks=hooks)
+    service = providers.Singleton(NoteService, database=database, settings=settings, hooks=hooks)

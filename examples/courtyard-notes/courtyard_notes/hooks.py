@@ -30,5 +30,4 @@ class NotesHooks:
         Restoring the user does not bring them back (the plugin cannot tell them from notes
         the user had deleted before); the rows stay in `notes_note` for an operator.
         """
-        async with self.container.database().write_sessions() as session:
-            await self.container.service(session=session).delete_all_of(user_id)
+        await self.container.service().delete_all_of(user_id)

@@ -1,14 +1,15 @@
 """`/api/v1/notes`: the caller's own notes. Anyone else's note is a 404, never a 403.
 
 No `from __future__ import annotations` here: FastAPI must see the route signatures'
-types, and `Reader`/`Writer` are local to `build_router`.
+types, and `Notes` is local to `build_router`. Routes take no session: each service call
+is a unit of work of its own.
 """
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from core.db import Page, PageParams, ReadSession, WriteSession, page_params
+from core.db import Page, PageParams, page_params
 from core.errors import problem_responses
 from core.identity import CurrentPrincipal
 
@@ -34,19 +35,15 @@ async def tag_filter(
 def build_router(container: Any) -> APIRouter:
     router = APIRouter()
 
-    async def writer(session: WriteSession) -> NoteService:
-        return container.service(session=session)  # type: ignore[no-any-return]
+    async def notes() -> NoteService:
+        return container.service()  # type: ignore[no-any-return]
 
-    async def reader(session: ReadSession) -> NoteService:
-        return container.service(session=session)  # type: ignore[no-any-return]
-
-    Writer = Annotated[NoteService, Depends(writer)]
-    Reader = Annotated[NoteService, Depends(reader)]
+    Notes = Annotated[NoteService, Depends(notes)]
 
     @router.get("", response_model=Page[Note], responses=problem_responses(401))
     async def list_notes(
         principal: CurrentPrincipal,
-        notes: Reader,
+        notes: Notes,
         page: Annotated[PageParams, Depends(page_params)],
         tag: Annotated[str | None, Depends(tag_filter)],
     ) -> Page[Note]:
@@ -54,24 +51,24 @@ def build_router(container: Any) -> APIRouter:
         return await notes.list_notes(principal.user_id, page, tag=tag)
 
     @router.post("", status_code=201, response_model=Note, responses=problem_responses(401, 409))
-    async def create_note(data: NoteCreate, principal: CurrentPrincipal, notes: Writer) -> Note:
+    async def create_note(data: NoteCreate, principal: CurrentPrincipal, notes: Notes) -> Note:
         """Write a note; 409 `notes.limit_reached` once you have the most a user may keep."""
         return await notes.create(principal.user_id, data)
 
     @router.get("/{note_id}", response_model=Note, responses=problem_responses(401, 404))
-    async def read_note(note_id: str, principal: CurrentPrincipal, notes: Reader) -> Note:
+    async def read_note(note_id: str, principal: CurrentPrincipal, notes: Notes) -> Note:
         """One of your notes (404 for a note that is not yours, or deleted)."""
         return await notes.get(principal.user_id, note_id)
 
     @router.patch("/{note_id}", response_model=Note, responses=problem_responses(401, 404))
     async def update_note(
-        note_id: str, data: NoteUpdate, principal: CurrentPrincipal, notes: Writer
+        note_id: str, data: NoteUpdate, principal: CurrentPrincipal, notes: Notes
     ) -> Note:
         """Change a note's title, body or tags (`tags` replaces them all)."""
         return await notes.update(principal.user_id, note_id, data.changes())
 
     @router.delete("/{note_id}", status_code=204, responses=problem_responses(401, 404))
-    async def delete_note(note_id: str, principal: CurrentPrincipal, notes: Writer) -> Response:
+    async def delete_note(note_id: str, principal: CurrentPrincipal, notes: Notes) -> Response:
         """Delete a note (a soft delete: it is gone from the API, the row is kept)."""
         await notes.delete(principal.user_id, note_id)
         return Response(status_code=204)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from core.db import AppSession, Page, PageParams, is_valid_id
+from core.db import Database, Page, PageParams, is_valid_id
 from core.errors import ConflictError, InvalidInputError, NotFoundError
 from core.hooks import emit
 
@@ -30,98 +30,113 @@ def to_note(record: NoteRecord, tags: Sequence[str]) -> Note:
 
 
 class NoteService:
-    """Everything that can happen to a note. Each change is one transaction, committed here.
+    """Everything that can happen to a note, each call one unit of work of its own: a read
+    opens a read session (on the replica, when one is configured), a change opens a
+    transaction on the primary and commits it here (its event fires then).
 
     Every method takes the acting user's id: a note someone else owns is answered exactly
     like one that does not exist (404), so ids cannot be probed.
     """
 
-    def __init__(self, session: AppSession, settings: NotesSettings, hooks: Any) -> None:
-        self.session = session
+    def __init__(self, database: Database, settings: NotesSettings, hooks: Any) -> None:
+        self.database = database
         self.settings = settings
         self.hooks = hooks
-        self.notes = NoteRepository(session)
 
     # Reads
 
     async def list_notes(
         self, owner_id: str, page: PageParams, *, tag: str | None = None
     ) -> Page[Note]:
-        rows = await self.notes.page_of(owner_id, limit=page.limit, cursor=page.cursor, tag=tag)
-        tags = await self.notes.tags_of(r.id for r in rows.items)  # one query for the page
-        return Page[Note].of(rows, lambda r: to_note(r, tags.get(r.id, [])))
+        async with self.database.read_sessions() as session:
+            notes = NoteRepository(session)
+            rows = await notes.page_of(owner_id, limit=page.limit, cursor=page.cursor, tag=tag)
+            tags = await notes.tags_of(r.id for r in rows.items)  # one query for the page
+            return Page[Note].of(rows, lambda r: to_note(r, tags.get(r.id, [])))
 
     async def get(self, owner_id: str, note_id: str) -> Note:
-        record = await self._owned(owner_id, note_id)
-        return await self._with_tags(record)
+        async with self.database.read_sessions() as session:
+            notes = NoteRepository(session)
+            record = await self._owned(notes, owner_id, note_id)
+            return to_note(record, await self._tags(notes, record))
 
     async def counts_by_owner(self) -> list[OwnerCount]:
-        return await self.notes.counts_by_owner()
+        """Live and deleted notes per owner. A read session runs no transaction, so this
+        never waits for the app's writers."""
+        async with self.database.read_sessions() as session:
+            return await NoteRepository(session).counts_by_owner()
 
     # Changes
 
     async def create(self, owner_id: str, data: NoteCreate) -> Note:
         """A new note; 409 `notes.limit_reached` when the owner has `max_per_user` already."""
         self._check_body(data.body)
-        await self.notes.lock_owner(owner_id)
-        limit = self.settings.max_per_user
-        if await self.notes.count_live(owner_id) >= limit:
-            raise ConflictError(
-                f"You have reached the limit of {limit} notes; delete some to add more",
-                code="notes.limit_reached",
+        async with self.database.write_sessions() as session:
+            notes = NoteRepository(session)
+            await notes.lock_owner(owner_id)
+            limit = self.settings.max_per_user
+            if await notes.count_live(owner_id) >= limit:
+                raise ConflictError(
+                    f"You have reached the limit of {limit} notes; delete some to add more",
+                    code="notes.limit_reached",
+                )
+            record = await notes.create(
+                NoteRecord(owner_id=owner_id, title=data.title, body=data.body)
             )
-        record = await self.notes.create(
-            NoteRecord(owner_id=owner_id, title=data.title, body=data.body)
-        )
-        await self.notes.set_tags(record.id, data.tags)
-        note = to_note(record, data.tags)
-        self.session.after_commit(partial(emit, self.hooks.note_created, note=note))
-        await self.session.commit()
-        return note
+            await notes.set_tags(record.id, data.tags)
+            note = to_note(record, data.tags)
+            session.after_commit(partial(emit, self.hooks.note_created, note=note))
+            await session.commit()  # `note_created` fires now
+            return note
 
     async def update(self, owner_id: str, note_id: str, changes: dict[str, Any]) -> Note:
         """Apply `changes` (field → new value; `tags` replaces them all)."""
         if "body" in changes:
             self._check_body(changes["body"])
-        record = await self._owned(owner_id, note_id, for_update=True)
-        current = (await self.notes.tags_of([record.id])).get(record.id, [])
-        tags: list[str] | None = changes.get("tags")  # None: keep them
-        fields = {k: v for k, v in changes.items() if k != "tags" and getattr(record, k) != v}
-        retag = tags is not None and tags != current
-        if not fields and not retag:
+        async with self.database.write_sessions() as session:
+            notes = NoteRepository(session)
+            record = await self._owned(notes, owner_id, note_id, for_update=True)
+            current = await self._tags(notes, record)
+            tags: list[str] | None = changes.get("tags")  # None: keep them
+            fields = {k: v for k, v in changes.items() if k != "tags" and getattr(record, k) != v}
+            retag = tags is not None and tags != current
+            if not fields and not retag:
+                return to_note(record, current)  # nothing to commit
+            await notes.update(record, fields)  # also moves `updated_at`
+            if tags is not None and retag:
+                await notes.set_tags(record.id, tags)
+                current = tags
+            await session.commit()
             return to_note(record, current)
-        await self.notes.update(record, fields)  # also moves `updated_at`
-        if tags is not None and retag:
-            await self.notes.set_tags(record.id, tags)
-            current = tags
-        await self.session.commit()
-        return to_note(record, current)
 
     async def delete(self, owner_id: str, note_id: str) -> None:
         """Soft delete: the note disappears from the API; the row stays."""
-        record = await self._owned(owner_id, note_id, for_update=True)
-        await self.notes.soft_delete(record)
-        await self.session.commit()
+        async with self.database.write_sessions() as session:
+            notes = NoteRepository(session)
+            await notes.soft_delete(await self._owned(notes, owner_id, note_id, for_update=True))
+            await session.commit()
 
     async def delete_all_of(self, owner_id: str) -> int:
         """Soft-delete every note of a user (whose account was deleted); how many."""
-        count = await self.notes.soft_delete_all_of(owner_id)
-        await self.session.commit()
-        return count
+        async with self.database.write_sessions() as session:
+            count = await NoteRepository(session).soft_delete_all_of(owner_id)
+            await session.commit()
+            return count
 
-    # Rules
+    # Rules, in the caller's unit of work
 
-    async def _owned(self, owner_id: str, note_id: str, *, for_update: bool = False) -> NoteRecord:
+    async def _owned(
+        self, notes: NoteRepository, owner_id: str, note_id: str, *, for_update: bool = False
+    ) -> NoteRecord:
         record = None
         if is_valid_id(note_id, NOTE_ID_PREFIX):
-            record = await self.notes.owned(note_id, owner_id, for_update=for_update)
+            record = await notes.owned(note_id, owner_id, for_update=for_update)
         if record is None:
             raise NotFoundError(f"Note {note_id} not found", code="notes.not_found")
         return record
 
-    async def _with_tags(self, record: NoteRecord) -> Note:
-        tags = await self.notes.tags_of([record.id])
-        return to_note(record, tags.get(record.id, []))
+    async def _tags(self, notes: NoteRepository, record: NoteRecord) -> list[str]:
+        return (await notes.tags_of([record.id])).get(record.id, [])
 
     def _check_body(self, body: str) -> None:
         """The configured body limit (the schema only knows the hard maximum)."""

@@ -26,11 +26,8 @@ def make_user(courtyard_app: FastAPI) -> MakeUser:
 
     async def make(name: str | None = None) -> User:
         number = next(numbers)
-        service = courtyard_app.state.kernel.container_of("user").service
-        async with courtyard_app.state.database.write_sessions() as session:
-            user: User = await service(session=session).create(
-                f"user{number}@example.com", name or f"User {number}"
-            )
+        service = courtyard_app.state.kernel.container_of("user").service()
+        user: User = await service.create(f"user{number}@example.com", name or f"User {number}")
         return user
 
     return make

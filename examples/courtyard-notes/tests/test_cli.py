@@ -38,16 +38,14 @@ async def add_notes(url: str, counts: dict[str, tuple[int, int]]) -> dict[str, s
     ids: dict[str, str] = {}
     try:
         for email, (live, deleted) in counts.items():
-            async with database.write_sessions() as session:
-                users = kernel.container_of("user").service(session=session)
-                user = await users.create(email, email.split("@")[0])
-                notes = kernel.container_of("notes").service(session=session)
-                made = [
-                    await notes.create(user.id, NoteCreate(title=f"n{i}"))
-                    for i in range(live + deleted)
-                ]
-                for note in made[:deleted]:
-                    await notes.delete(user.id, note.id)
+            user = await kernel.container_of("user").service().create(email, email.split("@")[0])
+            notes = kernel.container_of("notes").service()
+            made = [
+                await notes.create(user.id, NoteCreate(title=f"n{i}"))
+                for i in range(live + deleted)
+            ]
+            for note in made[:deleted]:
+                await notes.delete(user.id, note.id)
             ids[email] = user.id
     finally:
         await database.dispose()

@@ -46,9 +46,8 @@ async def test_deleting_a_user_soft_deletes_their_notes_only(
     await courtyard_client.post(API, json={"title": "kept"}, headers=act_as(staying.id))
     database: Database = courtyard_app.state.database
 
-    users = courtyard_app.state.kernel.container_of("user").service
-    async with database.write_sessions() as session:
-        await users(session=session).delete(leaving.id)  # `user_deleted` fires on commit
+    users = courtyard_app.state.kernel.container_of("user").service()
+    await users.delete(leaving.id)  # `user_deleted` fires on its commit
 
     assert await _live_titles(database, leaving.id) == []
     assert await _live_titles(database, staying.id) == ["kept"]

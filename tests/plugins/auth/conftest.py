@@ -1,4 +1,5 @@
-"""An app with the `user` and `auth` plugins, and helpers that speak to it like a client."""
+"""An app with the `user`, `auth` and `mail` plugins, and helpers that speak to it like a
+client."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from tests.support.problems import assert_problem
 
 AUTH = "/api/v1/auth"
 ME = "/api/v1/users/me"
-PLUGINS = "user,auth"
+PLUGINS = "user,auth,mail"  # auth requires mail: its reset and verification mails
 # Long enough, and in no common-password list.
 PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "a different, longer passphrase"
@@ -76,9 +77,7 @@ class AuthApp:
 
     async def user_service(self, work: Callable[[Any], Any]) -> Any:
         """Run `work(service)` with the `user` plugin's service, as an admin's tool would."""
-        service = self.app.state.kernel.container_of("user").service
-        async with self.app.state.database.write_sessions() as session:
-            return await work(service(session=session))
+        return await work(self.app.state.kernel.container_of("user").service())
 
     async def rows(self, query: str, **params: Any) -> list[tuple[Any, ...]]:
         """Rows straight from the database, to check what was really stored."""
@@ -130,12 +129,16 @@ async def assert_signed_in(auth: AuthApp, tokens: dict[str, Any]) -> dict[str, A
 @pytest.fixture
 def auth_app(app_client: AppFactory) -> AuthAppFactory:
     """`async with auth_app(login_limit_per_account="3/minute") as app:` — `auth` settings
-    as keywords; `core={...}` for core settings. Migrated and running."""
+    as keywords; `mail={...}` for the `mail` plugin's (`{"smtp_url": ...}`), `core={...}`
+    for core settings. Migrated and running."""
 
     @asynccontextmanager
-    async def factory(*, core: dict[str, Any] | None = None, **auth: Any) -> AsyncIterator[AuthApp]:
+    async def factory(
+        *, core: dict[str, Any] | None = None, mail: dict[str, Any] | None = None, **auth: Any
+    ) -> AsyncIterator[AuthApp]:
         options = {"enabled_plugins": PLUGINS, **(core or {})}
-        async with app_client(plugin_settings={"auth": auth}, **options) as client:
+        settings = {"auth": auth} if mail is None else {"auth": auth, "mail": mail}
+        async with app_client(plugin_settings=settings, **options) as client:
             yield AuthApp(client)
 
     return factory
@@ -151,8 +154,8 @@ async def auth(auth_app: AuthAppFactory) -> AsyncIterator[AuthApp]:
 @pytest.fixture
 def mail_server() -> Iterator[Any]:
     """A real SMTP server (aiosmtpd) on a free 127.0.0.1 port, keeping what it receives:
-    a `tests.plugins.auth.mail_support.MailServer`."""
-    from tests.plugins.auth.mail_support import smtp_server
+    a `tests.plugins.mail.smtp_support.MailServer`."""
+    from tests.plugins.mail.smtp_support import smtp_server
 
     with smtp_server() as server:
         yield server
@@ -161,5 +164,5 @@ def mail_server() -> Iterator[Any]:
 @pytest.fixture
 async def mailing(auth_app: AuthAppFactory, mail_server: Any) -> AsyncIterator[AuthApp]:
     """The app, mailing through the test's SMTP server (`mail_server`)."""
-    async with auth_app(smtp_url=mail_server.url()) as app:
+    async with auth_app(mail={"smtp_url": mail_server.url()}) as app:
         yield app

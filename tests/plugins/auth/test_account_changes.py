@@ -129,7 +129,7 @@ async def test_a_change_that_is_not_deactivation_keeps_the_sessions(auth: AuthAp
     user_id = ann["user"]["id"]
 
     await auth.user_service(lambda s: s.update(user_id, {"name": "Ann Smith"}))
-    await auth.user_service(lambda s: s.mark_email_verified(user_id))
+    await auth.user_service(lambda s: s.update(user_id, {"email_verified": True}))
     await auth.user_service(lambda s: s.set_active(user_id, True))  # already active: no change
 
     states = await session_states(auth, user_id)

@@ -36,7 +36,7 @@ def courtyard(database_url: str, tmp_path: Path) -> Courtyard:
     the app of the test keeps serving, on `database_url` with `user` and `auth` enabled.
     `typed` is what the operator types at its prompts (or `stdin` a file holding it)."""
 
-    env = {"COURTYARD_DATABASE_URL": database_url, "COURTYARD_ENABLED_PLUGINS": "user,auth"}
+    env = {"COURTYARD_DATABASE_URL": database_url, "COURTYARD_ENABLED_PLUGINS": "user,auth,mail"}
 
     def run(*args: str, **stdin: Any) -> Awaitable[subprocess.CompletedProcess[str]]:
         return asyncio.to_thread(run_courtyard, *args, cwd=tmp_path, env=env, **stdin)

@@ -26,7 +26,6 @@ from tests.plugins.auth.mail_support import (
     VERIFY_CONFIRM,
     VERIFY_REQUEST,
     VERIFY_SUBJECT,
-    MailServer,
     confirm_reset,
     confirm_verification,
     mailed_reset_token,
@@ -34,6 +33,7 @@ from tests.plugins.auth.mail_support import (
     request_verification,
     token_in,
 )
+from tests.plugins.mail.smtp_support import MailServer
 from tests.support.problems import assert_problem
 
 ACCEPTED = "If your address is not verified yet"
@@ -101,7 +101,7 @@ async def test_with_a_front_end_the_mail_links_to_its_verify_page(
     auth_app: AuthAppFactory, mail_server: MailServer
 ) -> None:
     async with auth_app(
-        smtp_url=mail_server.url(), frontend_url="https://app.example.com/"
+        mail={"smtp_url": mail_server.url()}, frontend_url="https://app.example.com/"
     ) as auth:
         ann = await auth.signup("ann@example.com")
         token = await mailed_verification_token(auth, mail_server, ann, "ann@example.com")
@@ -246,7 +246,9 @@ async def test_past_the_mail_limit_requests_send_nothing(
     auth_app: AuthAppFactory, mail_server: MailServer
 ) -> None:
     """Stops a signed-in user (or a stolen token) flooding their address with mail."""
-    async with auth_app(smtp_url=mail_server.url(), mail_limit_per_account="2/hour") as auth:
+    async with auth_app(
+        mail={"smtp_url": mail_server.url()}, mail_limit_per_account="2/hour"
+    ) as auth:
         ann = await auth.signup("ann@example.com")  # the first mail, sent at sign-up
         await mailed_verification_token(auth, mail_server, ann, "ann@example.com")
 
@@ -310,7 +312,7 @@ async def test_requiring_verified_emails_holds_sign_in_until_the_address_is_veri
     """Stops an account whose address nobody proved from signing in where a deployment
     requires it — without letting the refusal tell a stranger anything: only the right
     password earns the 403."""
-    async with auth_app(smtp_url=mail_server.url(), require_verified_email=True) as auth:
+    async with auth_app(mail={"smtp_url": mail_server.url()}, require_verified_email=True) as auth:
         created = await auth.signup("ann@example.com")
 
         assert created.keys() == {"user", "verification_required"}, created
@@ -347,7 +349,7 @@ async def test_a_deactivated_unverified_account_gets_the_plain_401(
     auth_app: AuthAppFactory, mail_server: MailServer
 ) -> None:
     """Stops the 403 telling someone with the password that a disabled account exists."""
-    async with auth_app(smtp_url=mail_server.url(), require_verified_email=True) as auth:
+    async with auth_app(mail={"smtp_url": mail_server.url()}, require_verified_email=True) as auth:
         created = await auth.signup("ann@example.com")
         await auth.user_service(lambda s: s.set_active(created["user"]["id"], False))
 
@@ -365,7 +367,7 @@ async def test_requiring_verified_emails_without_mail_warns_at_startup(
 ) -> None:
     """Without any way to mail a link, no new account could ever sign in: say so."""
     caplog.set_level(logging.WARNING, logger="courtyard.auth")
-    settings: dict[str, Any] = {"smtp_url": mail_server.url()} if mail else {}
+    settings: dict[str, Any] = {"mail": {"smtp_url": mail_server.url()}} if mail else {}
     async with auth_app(require_verified_email=True, **settings):
         warned = [r for r in caplog.records if "REQUIRE_VERIFIED_EMAIL" in r.getMessage()]
     assert len(warned) == (0 if mail else 1)

@@ -31,12 +31,12 @@ from tests.plugins.auth.mail_support import (
     RESET_CONFIRM,
     RESET_REQUEST,
     RESET_SUBJECT,
-    MailServer,
     assert_accepted,
     confirm_reset,
     mailed_reset_token,
     request_reset,
 )
+from tests.plugins.mail.smtp_support import MailServer
 from tests.support.problems import assert_problem
 
 THIRD_PASSWORD = "yet another fine passphrase"
@@ -279,7 +279,7 @@ async def test_a_token_lasts_an_hour_by_default(mailing: AuthApp, mail_server: M
 async def test_a_shorter_configured_lifetime_is_used(
     auth_app: AuthAppFactory, mail_server: MailServer
 ) -> None:
-    async with auth_app(smtp_url=mail_server.url(), password_reset_ttl=300) as auth:
+    async with auth_app(mail={"smtp_url": mail_server.url()}, password_reset_ttl=300) as auth:
         await auth.signup("ann@example.com")
         await mailed_reset_token(auth, mail_server, "ann@example.com")
 
@@ -480,7 +480,9 @@ async def test_past_the_mail_limit_requests_still_answer_202_but_send_nothing(
     """Stops the endpoint being used to flood someone's mailbox, without the limit
     becoming an oracle (the answer stays the same), and without one account's limit
     touching another's."""
-    async with auth_app(smtp_url=mail_server.url(), mail_limit_per_account="2/hour") as auth:
+    async with auth_app(
+        mail={"smtp_url": mail_server.url()}, mail_limit_per_account="2/hour"
+    ) as auth:
         await auth.signup("ann@example.com")
         await auth.signup("bob@example.com")
         spellings = ["ann@example.com", "ANN@example.com", "Ann@Example.com", "ann@example.com"]

@@ -313,7 +313,7 @@ async def test_signup_fires_user_created_once_the_account_is_committed(
     """Stops listeners (welcome emails, provisioning) acting on an account that is not in
     the database yet, or on a refused duplicate."""
     use_dists("userwatch")
-    async with auth_app(core={"enabled_plugins": "user,auth,userwatch"}) as auth:
+    async with auth_app(core={"enabled_plugins": "user,auth,mail,userwatch"}) as auth:
         user = (await auth.signup("ann@example.com"))["user"]
         duplicate = await signup_response(auth, "ANN@example.com")
         events = (await auth.client.get("/api/v1/userwatch/events")).json()

@@ -24,7 +24,7 @@ from tests.support.served import free_port
 
 UPLOADS = "/api/v1/uploads"
 AUTH = "/api/v1/auth"
-PLUGINS = "user,auth,upload"
+PLUGINS = "user,auth,mail,upload"
 PASSWORD = "correct horse battery staple"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
 PDF = b"%PDF-1.7\n" + b"1 0 obj << >> endobj\n" * 20 + b"%%EOF\n"

@@ -123,7 +123,7 @@ async def test_help_lists_purge(courtyard: Courtyard) -> None:
 
 
 async def test_without_the_plugin_there_is_no_uploads_command(courtyard: Courtyard) -> None:
-    result = await courtyard("uploads", "purge", COURTYARD_ENABLED_PLUGINS="user,auth")
+    result = await courtyard("uploads", "purge", COURTYARD_ENABLED_PLUGINS="user,auth,mail")
 
     assert result.returncode == 2, result
     assert result.stdout == ""

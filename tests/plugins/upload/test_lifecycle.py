@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import bindparam, text
 
 from core.db import UTCDateTime, utcnow
-from plugins.upload.service import PurgeResult
+from plugins.upload.schemas import PurgeResult
 from tests.conftest import AppFactory
 from tests.plugins.upload.conftest import PDF, PLUGINS, PNG, UPLOADS, UploadApp, UploadAppFactory
 from tests.support.problems import assert_problem
@@ -278,7 +278,7 @@ async def test_disabling_the_plugin_removes_its_routes_and_keeps_its_table(
         before = await enabled.rows("SELECT * FROM upload_file ORDER BY id")
         files = enabled.stored_keys()
 
-    async with app_client(enabled_plugins="user,auth") as client:
+    async with app_client(enabled_plugins="user,auth,mail") as client:
         app = UploadApp(client, "local", root=root)
         assert "upload" not in client.app.state.kernel.plugin_names  # type: ignore[attr-defined]
         for method, path in [

@@ -35,11 +35,10 @@ class UserApp:
         self, email: str, name: str = "Test User", *, role: str = "user", active: bool = True
     ) -> dict[str, Any]:
         """A user made through the plugin's service, as an operator's CLI would."""
-        service = self.app.state.kernel.container_of("user").service
-        async with self.app.state.database.write_sessions() as session:
-            user: User = await service(session=session).create(email, name, role)
-            if not active:
-                user = await service(session=session).set_active(user.id, False)
+        service = self.app.state.kernel.container_of("user").service()
+        user: User = await service.create(email, name, role)
+        if not active:
+            user = await service.set_active(user.id, False)
         return user.model_dump(mode="json")
 
     async def events(self) -> list[dict[str, Any]]:

@@ -214,12 +214,14 @@ def test_without_the_user_plugin_there_is_no_users_command(courtyard: Courtyard)
     enabled = ok(courtyard("--help"))
     assert "users" in help_commands(enabled)
 
-    # `auth` and `upload` require `user`, so all three go.
-    disabled = ok(courtyard("--help", enabled=None, COURTYARD_DISABLED_PLUGINS="auth,upload,user"))
+    # `auth`, `oauth` and `upload` require `user`, so all four go; `mail` needs nothing
+    # and stays.
+    without = "auth,oauth,upload,user"
+    disabled = ok(courtyard("--help", enabled=None, COURTYARD_DISABLED_PLUGINS=without))
     assert "users" not in help_commands(disabled)
     assert {"serve", "plugins", "db"} <= set(help_commands(disabled))
 
-    result = courtyard("users", "list", enabled=None, COURTYARD_DISABLED_PLUGINS="auth,upload,user")
+    result = courtyard("users", "list", enabled=None, COURTYARD_DISABLED_PLUGINS=without)
     assert result.returncode != 0
     assert result.stdout == ""
     assert "No such command 'users'" in result.stderr
@@ -234,8 +236,7 @@ async def soft_delete(database_url: str, user_id: str) -> None:
     settings = CoreSettings(env="test", database_url=database_url, enabled_plugins="user")
     app = create_app(settings)
     try:
-        async with app.state.database.write_sessions() as session:
-            await app.state.kernel.container_of("user").service(session=session).delete(user_id)
+        await app.state.kernel.container_of("user").service().delete(user_id)
     finally:
         await app.state.database.dispose()
 

@@ -61,7 +61,7 @@ async def test_a_user_principal_without_an_account_is_401(users: UserApp, claime
 async def test_a_principal_that_is_not_a_user_acts_but_has_no_account(
     users: UserApp, admin: dict[str, Any], claimed: str
 ) -> None:
-    """Service accounts and API clients (DESIGN §9) pass the account check unchanged."""
+    """Service accounts and API clients pass the account check unchanged."""
     assert_problem(await users.client.get(ME, headers=as_user(claimed)), 404, "user.not_found")
     # Their roles are their authenticator's business, not the user plugin's.
     listed = await users.client.get(USERS, headers=as_user(f"{claimed}:admin"))

@@ -271,10 +271,9 @@ async def test_the_service_stores_the_email_as_given_and_its_key_lower_cased(
     migrated: str,
 ) -> None:
     app = create_app(make_settings(migrated, enabled_plugins="user"))
-    service = app.state.kernel.container_of("user").service
+    service = app.state.kernel.container_of("user").service()
     try:
-        async with app.state.database.write_sessions() as session:
-            await service(session=session).create("Ünal@Example.com", "Ünal")
+        await service.create("Ünal@Example.com", "Ünal")
     finally:
         await app.state.database.dispose()
 
@@ -288,13 +287,11 @@ async def test_the_service_refuses_an_email_differing_only_in_non_ascii_case(
     """The point of `email_key`: on SQLite, whose lower() folds only A-Z, the old expression
     index let `Ünal@…` and `ünal@…` both be live; now both backends refuse the second."""
     app = create_app(make_settings(migrated, enabled_plugins="user"))
-    service = app.state.kernel.container_of("user").service
+    service = app.state.kernel.container_of("user").service()
     try:
-        async with app.state.database.write_sessions() as session:
-            await service(session=session).create("Ünal@example.com", "Ünal")
-        async with app.state.database.write_sessions() as session:
-            with pytest.raises(ConflictError) as caught:
-                await service(session=session).create("ünal@EXAMPLE.com", "Other Ünal")
+        await service.create("Ünal@example.com", "Ünal")
+        with pytest.raises(ConflictError) as caught:
+            await service.create("ünal@EXAMPLE.com", "Other Ünal")
     finally:
         await app.state.database.dispose()
 
@@ -366,13 +363,11 @@ def _assert_aware_utc(value: datetime | None) -> None:
 async def test_timestamps_round_trip_as_aware_utc(migrated: str) -> None:
     app = create_app(make_settings(migrated, enabled_plugins="user"))
     database = app.state.database
-    service = app.state.kernel.container_of("user").service
+    service = app.state.kernel.container_of("user").service()
     try:
         before = datetime.now(UTC)
-        async with database.write_sessions() as session:
-            created: User = await service(session=session).create("a@example.com", "A")
-        async with database.write_sessions() as session:
-            fetched: User = await service(session=session).get(created.id)
+        created: User = await service.create("a@example.com", "A")
+        fetched: User = await service.get(created.id)
     finally:
         await database.dispose()
 
@@ -386,14 +381,14 @@ async def test_timestamps_round_trip_as_aware_utc(migrated: str) -> None:
 async def test_deleted_at_round_trips_as_aware_utc(migrated: str) -> None:
     app = create_app(make_settings(migrated, enabled_plugins="user"))
     database = app.state.database
-    service = app.state.kernel.container_of("user").service
+    user = app.state.kernel.container_of("user")
     try:
+        created: User = await user.service().create("a@example.com", "A")
+        await user.service().delete(created.id)
         async with database.write_sessions() as session:
-            created: User = await service(session=session).create("a@example.com", "A")
-        async with database.write_sessions() as session:
-            await service(session=session).delete(created.id)
-        async with database.write_sessions() as session:
-            fetched: User = await service(session=session).get(created.id, include_deleted=True)
+            fetched: User = await user.directory(session=session).get(
+                created.id, include_deleted=True
+            )
     finally:
         await database.dispose()
 
@@ -410,14 +405,13 @@ async def test_the_service_refuses_an_unknown_role_naming_the_field(
     settings = make_settings(database_url, enabled_plugins="user")
     await migrate(settings)
     app = create_app(settings)
-    service = app.state.kernel.container_of("user").service
+    service = app.state.kernel.container_of("user").service()
     try:
-        async with app.state.database.write_sessions() as session:
-            with pytest.raises(InvalidInputError) as created:
-                await service(session=session).create("x@example.com", "X", "root")
-            user = await service(session=session).create("x@example.com", "X")
-            with pytest.raises(InvalidInputError) as updated:
-                await service(session=session).update(user.id, {"role": "root"})
+        with pytest.raises(InvalidInputError) as created:
+            await service.create("x@example.com", "X", "root")
+        user = await service.create("x@example.com", "X")
+        with pytest.raises(InvalidInputError) as updated:
+            await service.update(user.id, {"role": "root"})
         for raised in (created.value, updated.value):
             assert [e["field"] for e in raised.extra["errors"]] == ["role"]
     finally:
