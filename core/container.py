@@ -11,7 +11,7 @@ composes them, by name:
 | `core_settings` | the CoreSettings |
 | `database` | the core `Database` (engines and session factories) |
 | `hooks` | the app's hook relay, to emit the plugin's events |
-| `<required plugin>_<provider>` | that provider of a required plugin's container |
+| `<required plugin>_<provider>` | that provider, if the required plugin's container publishes it |
 
 Tests override any provider (`root.<plugin>.<provider>.override(...)`) instead of patching.
 """
@@ -49,10 +49,12 @@ def compose(
 ) -> RootContainer:
     """Build the root container with every enabled plugin's container composed into it."""
     root = RootContainer(settings=providers.Object(settings), hooks=providers.Object(pm.hook))
+    classes: dict[str, type[containers.Container]] = {}
     for plugin in plugins:
         if plugin.container is None:
             continue
         container_cls = plugin.resolve_class(plugin.container, containers.Container, "container")
+        classes[plugin.name] = container_cls
         offered: dict[str, Any] = {
             "settings": providers.Object(plugin_settings.get(plugin.name)),
             "core_settings": root.settings,
@@ -61,7 +63,7 @@ def compose(
         }
         declared = container_cls.providers
         for required in plugin.requires:
-            offered.update(_published(root, plugin.name, required, declared))
+            offered.update(_published(root, classes, plugin.name, required, declared))
         inputs = {name: provider for name, provider in offered.items() if name in declared}
         root.set_provider(plugin.name, providers.Container(container_cls, **inputs))
         try:
@@ -71,13 +73,29 @@ def compose(
     return root
 
 
+def published_providers(container_cls: type[containers.Container]) -> frozenset[str]:
+    """The providers a plugin's container offers to the plugins that require it: those its
+    `published` class attribute names (the ones its api.py documents), never an input."""
+    names = frozenset(getattr(container_cls, "published", ()))
+    declared: Mapping[str, Any] = container_cls.providers
+    return frozenset(
+        name
+        for name in names
+        if name in declared and not isinstance(declared[name], providers.Dependency)
+    )
+
+
 def _published(
-    root: RootContainer, consumer: str, required: str, declared: Mapping[str, Any]
+    root: RootContainer,
+    classes: Mapping[str, type[containers.Container]],
+    consumer: str,
+    required: str,
+    declared: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """The providers of plugin `required` that `consumer` declares as inputs, by the name
-    `<required>_<provider>` (`user_directory` is the user plugin's `directory`)."""
+    """The published providers of plugin `required` that `consumer` declares as inputs, by
+    the name `<required>_<provider>` (`user_directory` is the user plugin's `directory`)."""
     container = root.providers.get(required)
-    if not isinstance(container, providers.Container):
+    if not isinstance(container, providers.Container) or required not in classes:
         return {}
     if isinstance(declared.get(required), providers.DependenciesContainer):
         raise PluginError(
@@ -85,7 +103,7 @@ def _published(
             f"({required} = providers.DependenciesContainer()); declare each provider it "
             f"uses as an input instead, e.g. {required}_service = providers.Dependency()"
         )
-    published: Mapping[str, Any] = container.providers  # type: ignore[assignment]
+    published = published_providers(classes[required])
     prefix = f"{required}_"
     return {
         name: getattr(container, name.removeprefix(prefix))

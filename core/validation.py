@@ -34,6 +34,7 @@ from dependency_injector import containers, providers
 from fastapi import APIRouter
 
 from core import hooks
+from core.container import published_providers
 from core.plugin import API_PREFIX, InstalledPlugin, Plugin, PluginError, find_cycle
 from core.settings import ConfigurationError, CoreSettings, PluginSettings, load_plugin_settings
 from core.settings_check import unknown_settings
@@ -258,7 +259,10 @@ class _Run:
                 else:
                     classes[plugin.name] = container_cls
         for name, container_cls in classes.items():
-            for message in _container_problems(self.plugins[name], container_cls, classes, broken):
+            problems = _container_problems(
+                self.plugins[name], container_cls, classes, broken, set(self.by_name)
+            )
+            for message in problems:
                 self.add(name, f"plugin {name!r} container: {message}")
 
     def hook_implementations(self) -> None:
@@ -341,6 +345,7 @@ def _container_problems(
     container_cls: type[containers.Container],
     classes: Mapping[str, type[containers.Container]],
     broken: Collection[str],
+    installed: Collection[str],
 ) -> list[str]:
     """What `plugin`'s container asks for that composing it (core.container) cannot give."""
     declared: Mapping[str, Any] = container_cls.providers
@@ -355,18 +360,42 @@ def _container_problems(
             )
         prefix = f"{required}_"
         if required in classes:
-            offered |= {f"{prefix}{name}" for name in classes[required].providers}
+            offered |= {f"{prefix}{name}" for name in published_providers(classes[required])}
         elif required in broken:  # its own problem: do not blame the plugins using it
             offered |= {name for name in declared if name.startswith(prefix)}
     for name, provider in sorted(declared.items()):
-        if name in offered or name in plugin.requires:
+        if name in offered:
             continue
         if isinstance(provider, providers.DependenciesContainer):
-            problems.append(f"declares the container of plugin {name!r}, which it does not require")
+            if name not in plugin.requires:  # a required one is reported above
+                problems.append(
+                    f"declares the container of plugin {name!r}, which it does not require"
+                )
         elif isinstance(provider, providers.Dependency) and not provider.is_defined:
-            problems.append(
-                f"declares dependency {name!r}, which the core does not provide (it provides "
-                f"{', '.join(CORE_PROVIDED)}, and each provider of a required plugin as "
-                "<plugin>_<provider>)"
-            )
+            problems.append(_unknown_input(plugin, name, classes, installed))
     return problems
+
+
+def _unknown_input(
+    plugin: Plugin,
+    name: str,
+    classes: Mapping[str, type[containers.Container]],
+    installed: Collection[str],
+) -> str:
+    owner = max((p for p in installed if name.startswith(f"{p}_")), key=len, default=None)
+    if owner is not None and owner not in plugin.requires:
+        return (
+            f"declares dependency {name!r}, a provider of plugin {owner!r}, which it does "
+            f"not require (add {owner!r} to requires)"
+        )
+    if owner is not None and owner in classes:
+        published = ", ".join(sorted(published_providers(classes[owner]))) or "nothing"
+        return (
+            f"declares dependency {name!r}, which plugin {owner!r} does not publish "
+            f"(it publishes: {published})"
+        )
+    return (
+        f"declares dependency {name!r}, which the core does not provide (it provides "
+        f"{', '.join(CORE_PROVIDED)}, and what a required plugin publishes as "
+        "<plugin>_<provider>)"
+    )

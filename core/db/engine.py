@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     async_sessionmaker,
     create_async_engine,
@@ -247,24 +244,6 @@ class Database:
         for engine in engines:
             async with self._for_reads(engine).connect() as connection:
                 await connection.execute(select(1))
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One connection to the primary in one transaction, for `CoreStatement`s:
-        committed when the block ends, rolled back when it raises."""
-        async with self.write_engine.begin() as connection:
-            yield connection
-
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[AsyncConnection]:
-        """One connection to the primary for `CoreStatement`s, with one pool checkout for
-        all of them: reads that must not lag, and writes that are one statement. Each
-        statement is its own transaction (behind a transaction pooler, the block is one,
-        committed when it ends without an error)."""
-        async with self.primary_read_engine.connect() as connection:
-            yield connection
-            if connection.in_transaction():
-                await connection.commit()
 
     async def dispose(self) -> None:
         await self.write_engine.dispose()

@@ -76,6 +76,13 @@ class SignIns(Protocol):
         the account's is not."""
         ...
 
+    async def hold(self, user_id: str) -> None:
+        """Take the lock every sign-in of the account takes first (and ending its sessions
+        takes too), held until the caller's transaction ends. Call it before changing the
+        account in a transaction that then calls `open_session`: every sign-in then locks
+        in one order (the credential, then the account), so two cannot deadlock."""
+        ...
+
     async def has_password(self, user_id: str) -> bool:
         """Whether the user can sign in with a password (has one set)."""
         ...

@@ -20,6 +20,9 @@ class AuthContainer(containers.DeclarativeContainer):
     """Inputs come from the core and the `user` and `mail` plugins; everything here lives
     as long as the app."""
 
+    # What other plugins may take as inputs (`auth_sign_ins`: see api.py).
+    published = ("sign_ins",)
+
     settings = providers.Dependency(instance_of=AuthSettings)
     core_settings = providers.Dependency(instance_of=CoreSettings)
     database = providers.Dependency(instance_of=Database)

@@ -19,5 +19,8 @@ class SessionSignIns:
     async def open_session(self, user_id: str, client: Client) -> SignedIn:
         return await self.service.sign_in_user(self.session, user_id, client)
 
+    async def hold(self, user_id: str) -> None:
+        await AuthRepository(self.session).lock_credential(user_id)
+
     async def has_password(self, user_id: str) -> bool:
         return await AuthRepository(self.session).credential(user_id) is not None

@@ -12,6 +12,9 @@ class MailContainer(containers.DeclarativeContainer):
     """Inputs come from the core. `mailer` is what other plugins use (as their
     `mail_mailer` input, see `api.py`); everything here lives as long as the app."""
 
+    # What other plugins may take as inputs (`mail_mailer`: see api.py).
+    published = ("mailer",)
+
     settings = providers.Dependency(instance_of=MailSettings)
     core_settings = providers.Dependency(instance_of=CoreSettings)
     hooks: providers.Dependency[Any] = providers.Dependency()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
@@ -19,7 +19,7 @@ class SmtpServer:
     port: int
     security: Literal["auto", "starttls", "tls"]
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a repr or a log
 
 
 def parse_smtp_url(url: str) -> SmtpServer:

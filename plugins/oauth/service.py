@@ -212,6 +212,9 @@ class OAuthService:
             if not existing.is_active:
                 raise invalid_credentials()
             if not existing.email_verified:
+                # The sign-in's first lock before the account's: the order every sign-in
+                # takes them in, so a password sign-in at the same moment cannot deadlock.
+                await self.sign_ins(session=session).hold(existing.id)
                 await users.mark_email_verified(existing.id)
             user_id = existing.id
         else:

@@ -29,7 +29,8 @@ class OAuthSettings(PluginSettings):
         None,
         description="Public base URL of this API as providers redirect to it (e.g. "
         "https://api.example.com); the callback is <base>/api/v1/auth/oauth/<name>/callback. "
-        "Unset: taken from each request (right behind a proxy only with --proxy-headers).",
+        "Unset: taken from each request (right behind a proxy only when it is trusted: "
+        "COURTYARD_FORWARDED_ALLOW_IPS).",
     )
     flow_ttl: int = Field(
         600, ge=60, le=3600, description="Seconds an OAuth sign-in may take, authorize to callback."

@@ -13,6 +13,9 @@ class UserContainer(containers.DeclarativeContainer):
     """Inputs come from the core. `directory` and `accounts` are what other plugins use
     (as their `user_directory` and `user_accounts` inputs, see `api.py`)."""
 
+    # What other plugins may take as inputs (`user_directory`, `user_accounts`: see api.py).
+    published = ("directory", "accounts")
+
     settings = providers.Dependency(instance_of=UserSettings)
     database = providers.Dependency(instance_of=Database)
     hooks: providers.Dependency[Any] = providers.Dependency()

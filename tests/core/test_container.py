@@ -6,6 +6,8 @@ import pytest
 from dependency_injector import providers
 
 from core.kernel import Kernel
+from core.plugin import discover
+from core.validation import validate
 from core.settings import ConfigurationError, CoreSettings
 from tests.conftest import make_settings, running
 
@@ -74,3 +76,23 @@ def test_a_wrong_reference_in_a_descriptor_is_one_line_naming_the_plugin(use_dis
     assert message.startswith("plugin 'badref': cannot load 'routr:build_router'")
     assert "ModuleNotFoundError" in message
     assert "\n" not in message
+
+
+def test_only_what_a_plugin_publishes_can_be_taken_and_only_from_a_required_plugin(
+    use_dists,
+):
+    """Stops a plugin reaching a required plugin's private providers (user's service) or
+    a plugin it does not require (mail's mailer) through the container inputs."""
+    use_dists("broken")
+    installed = discover()
+    settings = CoreSettings(env="test", enabled_plugins="user,wantsprivate")
+    problems = [str(p.message) for p in validate(installed, settings).problems_of("wantsprivate")]
+    assert problems == [
+        "plugin 'wantsprivate' container: declares dependency 'mail_mailer', a provider of "
+        "plugin 'mail', which it does not require (add 'mail' to requires)",
+        "plugin 'wantsprivate' container: declares dependency 'user_service', which plugin "
+        "'user' does not publish (it publishes: accounts, directory)",
+    ]
+    with pytest.raises(ConfigurationError) as caught:
+        Kernel.build(settings)
+    assert str(caught.value) == problems[0]

@@ -1,6 +1,6 @@
 """`CoreStatement` gives the row SQLAlchemy gives, on every backend, with the columns' own
 conversions (UTC datetimes), parameters bound in the statement itself, and no row; its
-writes count their rows; `Database.transaction()` commits all or nothing."""
+writes count their rows; in one transaction, all or nothing."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ async def test_a_core_statement_gives_what_sqlalchemy_gives(database_url: str) -
         for missing in ("t2", "t3", "nothing"):
             assert await read.first(engine, thing_id=missing) is None
         assert await read.first(engine, thing_id="t1") == row  # built once, run again
-        async with database.connection() as connection:  # several reads, one checkout
+        async with database.primary_read_engine.connect() as connection:  # one checkout
             assert await read.first(connection, thing_id="t1") == row
             assert await read.first(connection, thing_id="t2") is None
     finally:
@@ -99,7 +99,7 @@ async def insert_in_one_transaction(
     """Insert things `ids` in one transaction; call `after_first` between the first
     insert and the next, and raise `then_raise` at the end (before the commit)."""
     insert = insert_thing()
-    async with database.transaction() as transaction:
+    async with database.write_engine.begin() as transaction:
         for n, thing_id in enumerate(ids):
             if n == 1 and after_first is not None:
                 await after_first()
@@ -121,7 +121,7 @@ async def test_a_transaction_commits_its_writes_or_none_of_them(database_url: st
     )
     try:
         await make_things(database)
-        async with database.transaction() as transaction:
+        async with database.write_engine.begin() as transaction:
             await insert.execute(transaction, new_id="t4", new_kind="box", new_seen_at=SEEN)
             assert await shrink.execute(transaction, of_kind="box") == 3  # t1, t3, t4
             row = await CoreStatement(statement()).first(transaction, thing_id="t4")

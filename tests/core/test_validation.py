@@ -35,7 +35,7 @@ def test_every_problem_is_found_in_one_pass_each_naming_its_plugin(
             "needsinput",
             "plugin 'needsinput' container: declares dependency 'payment_gateway', which the "
             "core does not provide (it provides core_settings, database, hooks, settings, and "
-            "each provider of a required plugin as <plugin>_<provider>)",
+            "what a required plugin publishes as <plugin>_<provider>)",
         ),
         (
             "stray",
