@@ -7,8 +7,8 @@ from dependency_injector import providers
 
 from core.kernel import Kernel
 from core.plugin import discover
-from core.validation import validate
 from core.settings import ConfigurationError, CoreSettings
+from core.validation import validate
 from tests.conftest import make_settings, running
 
 
