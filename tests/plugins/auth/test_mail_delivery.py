@@ -20,9 +20,7 @@ from urllib.parse import quote
 
 import pytest
 
-from core.hookspecs import hookimpl
 from core.logging import LOG_FORMAT, RequestIdFilter
-from plugins.mail.api import MailMessage
 from tests.plugins.auth.conftest import NEW_PASSWORD, PASSWORD, AuthApp, AuthAppFactory
 from tests.plugins.auth.mail_support import (
     RESET_SUBJECT,
@@ -34,6 +32,7 @@ from tests.plugins.auth.mail_support import (
     request_verification,
     token_in,
 )
+from tests.plugins.mail.conftest import AsyncMailApi, SyncMailApi
 from tests.plugins.mail.smtp_support import MailServer, free_port
 
 ACCEPTED = "If an account with that email exists"
@@ -213,24 +212,6 @@ def add_plugin(auth: AuthApp, name: str, implementation: Any) -> None:
     """Register `implementation` on the running app's plugin manager, as a plugin's hooks
     are registered at start-up (no installed distribution needed for one hook)."""
     auth.app.state.plugin_manager.register(implementation, name=name)
-
-
-class SyncMailApi:
-    def __init__(self, takes: bool) -> None:
-        self.takes = takes
-        self.received: list[MailMessage] = []
-
-    @hookimpl
-    def deliver_mail(self, message: MailMessage) -> bool | None:
-        self.received.append(message)
-        return True if self.takes else None
-
-
-class AsyncMailApi(SyncMailApi):
-    @hookimpl
-    async def deliver_mail(self, message: MailMessage) -> bool | None:  # type: ignore[override]
-        self.received.append(message)
-        return True if self.takes else None
 
 
 @pytest.mark.parametrize("kind", [SyncMailApi, AsyncMailApi])

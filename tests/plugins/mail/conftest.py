@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from core.hookspecs import hookimpl
 from plugins.mail.api import MailMessage
 from tests.conftest import AppFactory
 from tests.plugins.mail.smtp_support import MailServer, smtp_server
@@ -74,3 +75,23 @@ def mail_server() -> Iterator[MailServer]:
     """A real SMTP server (aiosmtpd) on a free 127.0.0.1 port, keeping what it receives."""
     with smtp_server() as server:
         yield server
+
+
+class SyncMailApi:
+    """A third-party `deliver_mail` (an email API): takes every mail when `takes`."""
+
+    def __init__(self, takes: bool) -> None:
+        self.takes = takes
+        self.received: list[MailMessage] = []
+
+    @hookimpl
+    def deliver_mail(self, message: MailMessage) -> bool | None:
+        self.received.append(message)
+        return True if self.takes else None
+
+
+class AsyncMailApi(SyncMailApi):
+    @hookimpl
+    async def deliver_mail(self, message: MailMessage) -> bool | None:  # type: ignore[override]
+        self.received.append(message)
+        return True if self.takes else None

@@ -14,26 +14,8 @@ from core.hookspecs import hookimpl
 from plugins.mail import hookspecs as mail_hookspecs
 from plugins.mail.api import MailMessage
 from plugins.mail.hooks import MailHooks
-from tests.plugins.mail.conftest import MailAppFactory, message
+from tests.plugins.mail.conftest import AsyncMailApi, MailAppFactory, SyncMailApi, message
 from tests.plugins.mail.smtp_support import MailServer
-
-
-class SyncMailApi:
-    def __init__(self, takes: bool) -> None:
-        self.takes = takes
-        self.received: list[MailMessage] = []
-
-    @hookimpl
-    def deliver_mail(self, message: MailMessage) -> bool | None:
-        self.received.append(message)
-        return True if self.takes else None
-
-
-class AsyncMailApi(SyncMailApi):
-    @hookimpl
-    async def deliver_mail(self, message: MailMessage) -> bool | None:  # type: ignore[override]
-        self.received.append(message)
-        return True if self.takes else None
 
 
 class CountingWrapper:
