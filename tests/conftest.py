@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -15,8 +16,9 @@ from fastapi import FastAPI
 from core.app import create_app
 from core.migrator import Migrator
 from core.settings import CoreSettings
-from tests.support.databases import backends, fresh_database
+from tests.support.databases import MigratedCopies, backends, fresh_database
 from tests.support.distributions import install_set
+from tests.support.hashing import hasher_at_test_cost
 
 BUILD_ROOT = Path(__file__).resolve().parent / "fixtures" / "build"
 
@@ -28,6 +30,14 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if key.startswith("COURTYARD_") and not key.startswith("COURTYARD_TEST_"):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def argon2_at_test_cost(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Password hashing at test cost, unless the test is marked `real_argon2`
+    (`tests.support.hashing`). Apps the test runs in other processes hash for real."""
+    if request.node.get_closest_marker("real_argon2") is None:
+        monkeypatch.setattr("plugins.auth.passwords.PasswordHasher", hasher_at_test_cost)
 
 
 @pytest.fixture(scope="session")
@@ -87,16 +97,29 @@ async def migrate(settings: CoreSettings) -> None:
 AppFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
+@pytest.fixture(scope="session")
+def migrated_copies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedCopies]:
+    """Migrated template databases, one per plugin selection, for this test process."""
+    copies = MigratedCopies(tmp_path_factory.mktemp("migrated"))
+    yield copies
+    asyncio.run(copies.drop())
+
+
 @pytest.fixture
-def app_client(database_url: str) -> Iterator[AppFactory]:
-    """`async with app_client(enabled_plugins="alpha", ...) as client:` — migrated, running."""
+def app_client(database_url: str, migrated_copies: MigratedCopies) -> Iterator[AppFactory]:
+    """`async with app_client(enabled_plugins="alpha", ...) as client:` — migrated, running.
+
+    The test's empty database becomes a copy of one migrated for the same plugins
+    (`MigratedCopies`); a database the test has written to is migrated for real."""
 
     @asynccontextmanager
     async def factory(
         *, upgrade: bool = True, plugin_settings: dict[str, Any] | None = None, **overrides: Any
     ) -> AsyncIterator[httpx.AsyncClient]:
         settings = make_settings(database_url, **overrides)
-        if upgrade:
+        if upgrade and settings.database_url == database_url:
+            await migrated_copies.migrate(settings)
+        elif upgrade:
             await migrate(settings)
         app = create_app(settings, plugin_settings=plugin_settings)
         async with running(app) as client:

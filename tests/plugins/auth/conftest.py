@@ -99,13 +99,13 @@ def hasher_of(auth: AuthApp, make: Callable[..., PasswordHasherService]) -> Iter
     """Run the app's auth service with another (real) hasher, through the container."""
     container = auth.container
     hasher = make(container.settings())
-    container.hasher.override(providers.Object(hasher))
-    container.service.reset()  # the service singleton is rebuilt around the override
-    try:
-        yield hasher
-    finally:
-        container.hasher.reset_override()
-        container.service.reset()
+    # The override's context undoes this override only, not any the app made itself.
+    with container.hasher.override(providers.Object(hasher)):
+        container.service.reset()  # the service singleton is rebuilt around the override
+        try:
+            yield hasher
+        finally:
+            container.service.reset()
 
 
 async def assert_signed_out(auth: AuthApp, tokens: dict[str, Any]) -> None:

@@ -13,6 +13,9 @@ from core.errors import InvalidInputError
 from plugins.auth.passwords import PasswordHasherService, PasswordPolicy
 from plugins.auth.settings import AuthSettings
 
+# About the hashes themselves: the configured parameters, never the suite's test cost.
+pytestmark = pytest.mark.real_argon2
+
 
 def settings(**values: Any) -> AuthSettings:
     return AuthSettings.model_validate(values)

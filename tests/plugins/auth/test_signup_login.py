@@ -138,6 +138,7 @@ async def test_signup_answers_the_new_user_and_a_working_token_pair(auth: AuthAp
     assert me.json()["email"] == "Ann.Lee@Example.com"
 
 
+@pytest.mark.real_argon2
 async def test_signup_stores_only_an_argon2id_hash_at_owasp_parameters(auth: AuthApp) -> None:
     """A database dump must not reveal passwords, nor hashes cheaper than OWASP's minimum."""
     user = (await auth.signup("ann@example.com"))["user"]
@@ -370,6 +371,7 @@ async def test_every_failed_login_looks_the_same(auth: AuthApp) -> None:
     assert set(challenges.values()) == {"Bearer"}, challenges
 
 
+@pytest.mark.real_argon2
 async def test_an_unknown_email_costs_the_same_argon2_verification(auth: AuthApp) -> None:
     """Stops timing-based enumeration: without the dummy verification an unknown email would
     answer ~50 ms faster than a wrong password. Both run exactly one argon2id verification
@@ -483,6 +485,7 @@ async def test_the_openapi_document_offers_the_password_flow(auth: AuthApp) -> N
 # Rehashing
 
 
+@pytest.mark.real_argon2
 async def test_login_upgrades_a_hash_made_with_weaker_parameters(
     auth_app: AuthAppFactory,
 ) -> None:
@@ -510,6 +513,7 @@ async def test_login_upgrades_a_hash_made_with_weaker_parameters(
     assert after_second_login == upgraded  # no rehash once the parameters match
 
 
+@pytest.mark.real_argon2
 async def test_a_rehash_never_undoes_a_password_change_made_meanwhile(
     auth_app: AuthAppFactory,
 ) -> None:

@@ -356,6 +356,7 @@ async def every_stored_value(app: AuthApp) -> list[str]:
     return values
 
 
+@pytest.mark.real_argon2
 async def test_signup_stores_an_owasp_argon2id_hash_and_never_the_password(
     auth: AuthApp,
 ) -> None:
