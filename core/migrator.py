@@ -3,6 +3,9 @@
 Every installed plugin's `migrations/versions` folder is a version location, so revisions
 of a disabled plugin stay known; upgrades touch only the enabled plugins' branches, in
 plugin order. Each plugin's first revision carries `branch_labels=("<name>",)`.
+
+Upgrades and downgrades of a PostgreSQL database run one at a time, whatever the number of
+processes started together (see `_queue_behind_other_migrations`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,17 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util.exc import CommandError
-from sqlalchemy import Connection, column, inspect, select, table
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Connection,
+    column,
+    func,
+    inspect,
+    literal,
+    select,
+    table,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.db.engine import create_engine
@@ -32,6 +45,13 @@ from core.kernel import Kernel
 from core.settings import ConfigurationError
 
 ENV_DIR = Path(__file__).parent / "migrations"
+
+# The PostgreSQL advisory lock every upgrade and downgrade takes. Chosen once: the first
+# 8 bytes of SHA-256(b"courtyard migrations") read as a signed big-endian bigint, so that it
+# is unlikely to be a key an application picked by hand. It must never change: an older and
+# a newer release migrating the same database together have to queue on the same key.
+# (In pg_locks a bigint key shows as classid 3582057861, objid 2885195095, objsubid 1.)
+MIGRATION_LOCK_KEY = -3_061_922_705_449_642_665
 
 
 class MigrationError(ConfigurationError):
@@ -125,11 +145,29 @@ class Migrator:
         settings = self.kernel.settings
         return create_engine(settings.database_url, settings, migrations=True)
 
-    async def _run(self, work: Callable[[Connection], Any]) -> Any:
+    async def _run(
+        self,
+        work: Callable[[Connection], Any],
+        *,
+        migrating: bool = False,
+        waiting: Callable[[], None] | None = None,
+    ) -> Any:
+        """Run `work` in one transaction; `migrating`: queued behind any other migration of
+        the database first, `waiting` called if it has to wait.
+
+        A migration reads in READ COMMITTED, whatever the server's default: in REPEATABLE
+        READ a process that waited for the lock would still see the database as it was when
+        its wait began, and apply the same revisions again.
+        """
         engine = self._engine()
         try:
-            async with engine.begin() as connection:
-                return await connection.run_sync(work)
+            async with engine.connect() as connection:
+                if migrating and connection.dialect.name == "postgresql":
+                    await connection.execution_options(isolation_level="READ COMMITTED")
+                async with connection.begin():
+                    if migrating:
+                        await connection.run_sync(_queue_behind_other_migrations, waiting)
+                    return await connection.run_sync(work)
         finally:
             await engine.dispose()
 
@@ -143,9 +181,18 @@ class Migrator:
             raise MigrationError(f"migration failed: {exc}") from None
 
     async def upgrade(
-        self, plugins: list[str] | None = None, progress: Callable[[str], None] | None = None
+        self,
+        plugins: list[str] | None = None,
+        progress: Callable[[str], None] | None = None,
+        waiting: Callable[[], None] | None = None,
     ) -> list[str]:
-        """Upgrade the branches of the enabled plugins (or `plugins`) to their heads."""
+        """Upgrade the branches of the enabled plugins (or `plugins`) to their heads.
+
+        Returns the plugins whose branches are now at their heads. `progress` is called with
+        each one that was behind, as its upgrade starts: a process that waited for another
+        one's upgrade (`waiting` is called then) finds the branches at their heads and
+        upgrades none.
+        """
         targets = self.enabled if plugins is None else plugins
         for name in targets:
             if name not in self.enabled:
@@ -156,19 +203,30 @@ class Migrator:
         def work(connection: Connection) -> None:
             with self._commands(connection) as cfg:
                 for name in todo:
+                    if self._at_head(connection, name):
+                        continue
                     if progress:
                         progress(name)
                     command.upgrade(cfg, f"{name}@head")
 
-        await self._run(work)
+        await self._run(work, migrating=True, waiting=waiting)
         return todo
 
-    async def downgrade(self, target: str, *, cascade: bool = False) -> list[BranchState]:
+    def _at_head(self, connection: Connection, plugin: str) -> bool:
+        """Whether `plugin`'s branch is at its head in the database, read now."""
+        states = self.branch_states(_recorded_versions(connection))
+        return next(s for s in states if s.plugin == plugin).at_head
+
+    async def downgrade(
+        self, target: str, *, cascade: bool = False, waiting: Callable[[], None] | None = None
+    ) -> list[BranchState]:
         """Downgrade one branch to `<plugin>@<revision>`, `<plugin>@base` or `<plugin>@-1`.
 
         Alembic also removes every applied revision of another branch that `depends_on` a
         revision it removes (and drops that plugin's tables): refused unless `cascade`.
-        Returns the state of each branch that moved, the target's and any other's.
+        Returns the state of each branch that moved, the target's and any other's. Queued
+        behind any other migration of the database, as `upgrade` is (`waiting` is called if
+        it has to wait); a relative target (`@-1`) counts from where the branch stands then.
         """
         name, sep, revision = target.partition("@")
         if not sep or not name or not revision:
@@ -194,7 +252,7 @@ class Migrator:
             after = self.branch_states(_recorded_versions(connection))
             return [now for was, now in zip(before, after, strict=True) if was != now]
 
-        moved: list[BranchState] = await self._run(work)
+        moved: list[BranchState] = await self._run(work, migrating=True, waiting=waiting)
         return moved
 
     def _owners_removed(self, target: str, current: tuple[str, ...]) -> set[str]:
@@ -313,6 +371,39 @@ def _compare(context: MigrationContext, revision: Any, directives: list[Any]) ->
     generated = produce_migrations(context, metadata)
     directives[0].upgrade_ops = generated.upgrade_ops
     directives[0].downgrade_ops = generated.downgrade_ops
+
+
+def _queue_behind_other_migrations(
+    connection: Connection, waiting: Callable[[], None] | None
+) -> None:
+    """Take the migration lock on a PostgreSQL database, waiting for as long as another
+    process holds it; call `waiting` first if it is held.
+
+    Instances of an app started together may each run `courtyard db upgrade`: without the
+    lock their transactions would create the same tables at once, and all but one would
+    fail. The lock is taken by the transaction's first statement, before anything is read,
+    so a process that waited reads `alembic_version` as the one before it committed it.
+
+    `pg_advisory_xact_lock` is a transaction-level lock: the commit or rollback that ends
+    the migration releases it (so does the server, if the process dies with its connection),
+    and it never outlives the transaction. That keeps it working behind a pooler in
+    transaction mode (pgbouncer, `COURTYARD_DB_POOLER=transaction`), which keeps a client on
+    one server connection for a transaction only: a session-level lock could be taken on
+    one server connection and its unlock sent on another, or stay held on a server
+    connection handed to other clients. Advisory locks belong to one database, so
+    migrations of different databases on one server do not wait for each other.
+
+    SQLite needs none: a migration's transaction begins by taking the database's write lock
+    (`BEGIN IMMEDIATE`, `core.db.engine`), which already admits one writer at a time.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    key = literal(MIGRATION_LOCK_KEY, BigInteger)
+    if connection.scalar(select(func.pg_try_advisory_xact_lock(key, type_=Boolean))):
+        return
+    if waiting is not None:
+        waiting()
+    connection.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 def _current_heads(connection: Connection) -> tuple[str, ...]:

@@ -28,16 +28,29 @@ def upgrade(
         list[str] | None, typer.Argument(help="Only these plugins (default: every enabled one).")
     ] = None,
 ) -> None:
-    """Upgrade the enabled plugins' branches to their heads."""
+    """Upgrade the enabled plugins' branches to their heads.
+
+    Safe to run from several processes at once: on PostgreSQL they take turns, and one that
+    finds every branch at its head after its turn came upgrades none.
+    """
     cli, migrator = _migrator(ctx)
     done = cli.run(
-        migrator.upgrade(plugins or None, progress=lambda n: typer.echo(f"upgrading {n} → head"))
+        migrator.upgrade(
+            plugins or None,
+            progress=lambda n: typer.echo(f"upgrading {n} → head"),
+            waiting=_say_waiting,
+        )
     )
     typer.echo(
         f"up to date: {', '.join(done)}"
         if done
         else "nothing to migrate (no enabled plugin has migrations)"
     )
+
+
+def _say_waiting() -> None:
+    """On stderr, so that stdout stays what the command did."""
+    typer.echo("waiting for another migration of this database to finish…", err=True)
 
 
 @db_app.command()
@@ -57,7 +70,7 @@ def downgrade(
 ) -> None:
     """Downgrade one plugin's branch."""
     cli, migrator = _migrator(ctx)
-    for state in cli.run(migrator.downgrade(target, cascade=cascade)):
+    for state in cli.run(migrator.downgrade(target, cascade=cascade, waiting=_say_waiting)):
         typer.echo(f"downgraded {state.plugin} → {state.current or 'base'}")
     typer.echo(f"downgraded to {target}")
 

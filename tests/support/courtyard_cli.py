@@ -30,6 +30,38 @@ def run_courtyard(
     command then starts in a new session, with no controlling terminal, so a password
     prompt reads it even when the tests themselves run in a terminal.
     """
+    return subprocess.run(
+        [str(COURTYARD), *args],
+        cwd=cwd,
+        env=_environment(pythonpath, env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        input=typed,
+        stdin=stdin,
+        start_new_session=typed is not None or stdin is not None,
+    )
+
+
+def start_courtyard(
+    *args: str, cwd: Path, pythonpath: Iterable[Path] = (), env: Mapping[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """`courtyard ARGS` started and left running, in the environment `run_courtyard` gives
+    it; read its outcome with `communicate(timeout=…)`."""
+    return subprocess.Popen(
+        [str(COURTYARD), *args],
+        cwd=cwd,
+        env=_environment(pythonpath, env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _environment(pythonpath: Iterable[Path], env: Mapping[str, str] | None) -> dict[str, str]:
+    """This process's environment without any COURTYARD_* setting but those in `env`."""
     environ = {
         key: value
         for key, value in os.environ.items()
@@ -40,18 +72,7 @@ def run_courtyard(
     # The plugin distributions, then this source tree (whatever the venv's install points at).
     environ["PYTHONPATH"] = os.pathsep.join([*(str(p) for p in pythonpath), str(PROJECT_ROOT)])
     environ.update(env or {})
-    return subprocess.run(
-        [str(COURTYARD), *args],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        input=typed,
-        stdin=stdin,
-        start_new_session=typed is not None or stdin is not None,
-    )
+    return environ
 
 
 def parse_table(text: str) -> list[dict[str, str]]:
