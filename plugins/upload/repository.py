@@ -134,13 +134,21 @@ class UploadRepository(BaseRepository[UploadRecord]):
         )
         return list((await self.session.exec(stmt)).all())
 
-    async def expired_pending(self, now: datetime, limit: int) -> list[UploadRecord]:
-        """Up to `limit` pending uploads whose time to complete has passed."""
+    async def claim_expired_pending(self, now: datetime, limit: int) -> list[UploadRecord]:
+        """Up to `limit` pending uploads whose time to complete has passed, locked until the
+        transaction ends; rows another transaction has locked are skipped, not waited for.
+
+        `FOR UPDATE SKIP LOCKED` on PostgreSQL: purges running at once in several instances
+        each take rows no other one holds, and a row purged and committed meanwhile no
+        longer matches (READ COMMITTED re-checks the conditions on the locked row). SQLite
+        renders no locking clause; there a write transaction holds the whole database from
+        its start (`BEGIN IMMEDIATE`, see `core.db.engine`), which serialises purges."""
         stmt = (
             self.select()
             .where(col(UploadRecord.status) == "pending", col(UploadRecord.expires_at) <= now)
             .order_by(col(UploadRecord.expires_at), col(UploadRecord.id))
             .limit(limit)
+            .with_for_update(skip_locked=True)
         )
         return list((await self.session.exec(stmt)).all())
 

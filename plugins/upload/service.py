@@ -1,7 +1,8 @@
 """Domain rules for uploads: grants, quotas, completion checks, visibility, deletion, purge.
 
 The service opens its own short database sessions: storage calls (a network round trip to
-S3, a file check) never run while a transaction holds a connection.
+S3, a file check) never run while a transaction holds a connection, except in `purge`,
+whose row locks must cover the deletion of the objects (see there).
 
 Order of effects, chosen so that every failure can be retried and users never see a ready
 upload without its object: deleting removes the object first and then the record (a
@@ -244,20 +245,41 @@ class UploadService:
             return await UploadRepository(session).count_expired_pending(utcnow() - PURGE_GRACE)
 
     async def purge(self, progress: Callable[[int], None] | None = None) -> PurgeResult:
-        """Delete pending uploads that expired (objects, then records); `progress(n)` after
-        each batch of n."""
+        """Delete pending uploads that expired (objects, then records); what this run
+        deleted, and `progress(n)` after each batch of n it committed.
+
+        Several instances may purge at once (each app's periodic purge, the CLI): each
+        upload is purged by exactly one of them. A batch is claimed with row locks that
+        others skip (`UploadRepository.claim_expired_pending`), and the lock is held, in
+        one transaction, across the storage deletion until the records are marked and
+        committed; only committed rows are counted. This is the one place the service
+        calls storage inside a transaction, on purpose: the lock must cover the deletion.
+        Releasing it earlier would either let another instance delete the same objects
+        (claim, unlock, delete) or lose track of objects (mark, commit, then a crash
+        before the deletion leaves files no record points to). As it is, a failure or a
+        crash before the commit rolls the batch back: the records stay pending and
+        expired, and the next purge deletes their objects again (missing ones are fine)
+        and marks them. So objects are deleted at least once and exactly once unless a
+        purge dies mid-batch; a record never says deleted while its object may remain.
+
+        Row locks per batch (`FOR UPDATE SKIP LOCKED`) rather than one advisory lock per
+        run: instances share the work instead of queueing behind one another, nothing
+        is held between batches, and a lock scoped to a run would have to keep one
+        transaction (and its connection) open for the whole run, or be session-scoped,
+        which a transaction pooler (`COURTYARD_DB_POOLER=transaction`) cannot keep.
+        The cost: one connection held for each batch's storage deletion (one S3
+        DeleteObjects request, or up to `BATCH` local file removals); on SQLite the write
+        lock is held that long, and other writers wait for it (up to the busy timeout)."""
         cutoff = utcnow() - PURGE_GRACE
         uploads = size = 0
         while True:
-            async with self.database.primary_read_sessions() as session:
-                batch = await UploadRepository(session).expired_pending(cutoff, BATCH)
-            if not batch:
-                return PurgeResult(uploads, size)
-            await self.storage.delete([record.key for record in batch])
             async with self.database.write_sessions() as session:
-                await UploadRepository(session).mark_deleted(
-                    [r.id for r in batch], only_pending=True
-                )
+                repository = UploadRepository(session)
+                batch = await repository.claim_expired_pending(cutoff, BATCH)
+                if not batch:
+                    return PurgeResult(uploads, size)
+                await self.storage.delete([record.key for record in batch])
+                await repository.mark_deleted([r.id for r in batch], only_pending=True)
                 await session.commit()
             uploads += len(batch)
             size += sum(record.size for record in batch)
