@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -98,19 +97,17 @@ AppFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture(scope="session")
-def migrated_copies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedCopies]:
-    """Migrated template databases, one per plugin selection, for this test process."""
-    copies = MigratedCopies(tmp_path_factory.mktemp("migrated"))
-    yield copies
-    asyncio.run(copies.drop())
+def migrated_copies(tmp_path_factory: pytest.TempPathFactory) -> MigratedCopies:
+    """Migrated SQLite template databases, one per plugin selection, for this process."""
+    return MigratedCopies(tmp_path_factory.mktemp("migrated"))
 
 
 @pytest.fixture
-def app_client(database_url: str, migrated_copies: MigratedCopies) -> Iterator[AppFactory]:
+def app_client(database_url: str, migrated_copies: MigratedCopies) -> AppFactory:
     """`async with app_client(enabled_plugins="alpha", ...) as client:` — migrated, running.
 
-    The test's empty database becomes a copy of one migrated for the same plugins
-    (`MigratedCopies`); a database the test has written to is migrated for real."""
+    An empty SQLite database becomes a copy of one migrated for the same plugins
+    (`MigratedCopies`); any other database is migrated for real."""
 
     @asynccontextmanager
     async def factory(

@@ -30,30 +30,6 @@ def _server_dsn(database: str | None = None) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def server_database_url(name: str) -> str:
-    """The SQLAlchemy URL of database `name` on the COURTYARD_TEST_DATABASE_URL server."""
-    from sqlalchemy.engine import make_url
-
-    return (
-        make_url(_server_dsn(name))
-        .set(drivername="postgresql+asyncpg")
-        .render_as_string(hide_password=False)
-    )
-
-
-async def run_on_server(*statements: str) -> None:
-    """Run `statements` (CREATE DATABASE, DROP DATABASE…) one by one on the
-    COURTYARD_TEST_DATABASE_URL server, outside any transaction."""
-    import asyncpg  # type: ignore[import-untyped]
-
-    admin = await asyncpg.connect(_server_dsn(), timeout=10)
-    try:
-        for statement in statements:
-            await admin.execute(statement)
-    finally:
-        await admin.close()
-
-
 @asynccontextmanager
 async def fresh_database(backend: str, folder: Path) -> AsyncIterator[str]:
     """Yield the URL of an empty database (a SQLite file in `folder`, or a new PostgreSQL
@@ -61,9 +37,24 @@ async def fresh_database(backend: str, folder: Path) -> AsyncIterator[str]:
     if backend == "sqlite":
         yield f"sqlite+aiosqlite:///{folder / f'test-{uuid.uuid4().hex[:8]}.db'}"
         return
+    import asyncpg  # type: ignore[import-untyped]
+    from sqlalchemy.engine import make_url
+
     name = f"courtyard_t_{uuid.uuid4().hex[:12]}"
-    await run_on_server(f'CREATE DATABASE "{name}"')
+    admin = await asyncpg.connect(_server_dsn(), timeout=10)
     try:
-        yield server_database_url(name)
+        await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
-        await run_on_server(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+    try:
+        yield (
+            make_url(_server_dsn(name))
+            .set(drivername="postgresql+asyncpg")
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        admin = await asyncpg.connect(_server_dsn(), timeout=10)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()

@@ -23,13 +23,7 @@ from core.kernel import Kernel
 from core.migrator import Migrator
 from core.settings import CoreSettings
 from core.testing.conformance import table_of_difference
-from core.testing.databases import (
-    PG_ENV,
-    backends,
-    fresh_database,
-    run_on_server,
-    server_database_url,
-)
+from core.testing.databases import PG_ENV, backends, fresh_database
 
 __all__ = [
     "PG_ENV",
@@ -164,81 +158,51 @@ def reflected_shape(connection: Connection, table: str) -> dict[str, Any]:
 
 
 class MigratedCopies:
-    """Databases at the enabled plugins' heads, migrated once per plugin selection.
+    """SQLite databases at the enabled plugins' heads, migrated once per plugin selection.
 
     Migrating an empty database runs every plugin's Alembic revisions, and Alembic reads
     and compiles each revision file every time: the larger part of starting an app in a
-    test. So the first test of a plugin selection migrates a template database and the
-    next ones get a copy of it (SQLite's backup API, or PostgreSQL's `CREATE DATABASE …
-    TEMPLATE`), which holds the same schema and the same recorded revisions. Only an
-    untouched database is replaced by a copy: one a test has already written to is
-    migrated for real, so tests of the migrations themselves see Alembic run.
+    SQLite test. So the first test of a plugin selection migrates a template file and the
+    next ones get a copy of it (SQLite's backup API), which holds the same schema and the
+    same recorded revisions. Only an untouched database is replaced by a copy: one a test
+    has already written to is migrated for real, so tests of the migrations themselves
+    see Alembic run.
+
+    PostgreSQL databases are always migrated: there a copy (dropping the test's empty
+    database and creating it again from a template) took as long as the migration.
     """
 
     def __init__(self, folder: Path) -> None:
         self._folder = folder
-        self._templates: dict[tuple[Any, ...], str] = {}
+        self._templates: dict[tuple[Any, ...], Path] = {}
 
     async def migrate(self, settings: CoreSettings) -> None:
         """Bring `settings.database_url` to the heads of the enabled plugins' branches."""
-        url = settings.database_url
+        target = make_url(settings.database_url)
         migrator = Migrator(Kernel.build(settings))
-        if not await _untouched(url):
+        if target.get_backend_name() != "sqlite" or not _no_file_or_empty(
+            Path(target.database or "")
+        ):
             await migrator.upgrade()
             return
         key = (
-            make_url(url).get_backend_name(),
             tuple(sorted((name, str(path)) for name, path in migrator.locations.items())),
             tuple(migrator.enabled),
         )
         template = self._templates.get(key)
         if template is None:
-            template = await self._empty_database(make_url(url).get_backend_name())
-            at_template = settings.model_copy(update={"database_url": template})
+            template = self._folder / f"template-{uuid.uuid4().hex[:8]}.db"
+            at_template = settings.model_copy(
+                update={"database_url": f"sqlite+aiosqlite:///{template}"}
+            )
             await Migrator(Kernel.build(at_template)).upgrade()
             self._templates[key] = template
-        await _copy_database(template, url)
-
-    async def _empty_database(self, backend: str) -> str:
-        if backend == "sqlite":
-            return f"sqlite+aiosqlite:///{self._folder / f'template-{uuid.uuid4().hex[:8]}.db'}"
-        name = f"courtyard_t_template_{uuid.uuid4().hex[:12]}"
-        await run_on_server(f'CREATE DATABASE "{name}"')
-        return server_database_url(name)
-
-    async def drop(self) -> None:
-        """Remove the PostgreSQL templates (SQLite's are files in `folder`)."""
-        for url in self._templates.values():
-            name = make_url(url).database
-            if make_url(url).get_backend_name() == "postgresql":
-                await run_on_server(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self._templates.clear()
-
-
-async def _untouched(url: str) -> bool:
-    """True when the database at `url` holds no table (nor, for SQLite, even a file)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return _no_file_or_empty(Path(parsed.database or ""))
-    present = await inspect_database(url, lambda c: inspect(c).get_table_names())
-    return not present
+        with (
+            closing(sqlite3.connect(template)) as original,
+            closing(sqlite3.connect(target.database or "")) as copy,
+        ):
+            original.backup(copy)
 
 
 def _no_file_or_empty(path: Path) -> bool:
     return not path.exists() or path.stat().st_size == 0
-
-
-async def _copy_database(template: str, target: str) -> None:
-    """Make the database at `target` a copy of the one at `template`."""
-    source, destination = make_url(template), make_url(target)
-    if source.get_backend_name() == "sqlite":
-        with (
-            closing(sqlite3.connect(source.database or "")) as original,
-            closing(sqlite3.connect(destination.database or "")) as copy,
-        ):
-            original.backup(copy)
-        return
-    await run_on_server(
-        f'DROP DATABASE "{destination.database}" WITH (FORCE)',
-        f'CREATE DATABASE "{destination.database}" TEMPLATE "{source.database}"',
-    )
