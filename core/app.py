@@ -120,7 +120,10 @@ def _core_checks(database: Database, migrator: Migrator) -> list[ReadinessCheck]
         if behind:
             raise NotReady(f"not at head: {', '.join(behind)} (run `courtyard db upgrade`)")
 
-    return [ReadinessCheck("database", database.ping), ReadinessCheck("migrations", migrations)]
+    checks = [ReadinessCheck("database", database.ping), ReadinessCheck("migrations", migrations)]
+    if database.has_replica:  # degraded, never unready: reads then go to the primary
+        checks.append(ReadinessCheck("database.replica", database.check_replica))
+    return checks
 
 
 def _freeze_startup_objects() -> None:
@@ -153,6 +156,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             await asyncio.to_thread(migrator.prepare)
         except MigrationError as exc:  # reported by /health/ready; the app still serves
             logger.error("%s", exc)
+        await database.start()  # watching the replica, if any; stopped by `dispose`
         checks = (*_core_checks(database, migrator), *kernel.readiness_checks())
         root.readiness_checks.set_provides(checks)
         for name in kernel.plugin_names:

@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from core.errors import problem_response, problem_responses
-from core.hookspecs import NotReady, ReadinessCheck
+from core.hookspecs import Degraded, NotReady, ReadinessCheck
 from core.state import root_container
+
+if TYPE_CHECKING:
+    from core.kernel import Kernel
 
 logger = logging.getLogger("courtyard.health")
 
@@ -32,6 +35,7 @@ class Readiness(BaseModel):
 
 
 _ALIVE = b'{"status":"ok"}'
+_DEGRADED = "degraded: "  # an outcome that leaves the instance ready (`Degraded`)
 
 
 async def live() -> Response:
@@ -40,9 +44,13 @@ async def live() -> Response:
 
 
 async def _run_check(name: str, check: Callable[[], Awaitable[Any]], limit: float) -> str:
-    """ "ok", or a short public reason; the full error goes to the log only."""
+    """ "ok", "degraded: <reason>", or a short public reason it failed; the full error goes
+    to the log only."""
     try:
         await asyncio.wait_for(check(), limit)
+    except Degraded as exc:
+        logger.info("readiness check %s: degraded: %s", name, exc)
+        return f"{_DEGRADED}{exc}"
     except NotReady as exc:
         logger.warning("readiness check %s: %s", name, exc)
         return f"failed: {exc}"
@@ -56,12 +64,26 @@ async def _run_check(name: str, check: Callable[[], Awaitable[Any]], limit: floa
 
 
 async def ready(request: Request) -> Any:
+    kernel: Kernel = request.app.state.kernel
+    if kernel.lifecycle.draining:
+        # At once, no check run: a load balancer takes the instance out of rotation while
+        # it still serves. No Retry-After: this instance will not be back.
+        return problem_response(
+            request,
+            status=503,
+            code="core.not_ready",
+            detail="Shutting down: this instance is draining before it stops",
+        )
     root = root_container(request)
     checks: tuple[ReadinessCheck, ...] = root.readiness_checks()
     timeout = root.settings().ready_timeout
     outcomes = await asyncio.gather(*(_run_check(c.name, c.check, timeout) for c in checks))
     results = {c.name: outcome for c, outcome in zip(checks, outcomes, strict=True)}
-    failing = sorted(name for name, outcome in results.items() if outcome != "ok")
+    failing = sorted(
+        name
+        for name, outcome in results.items()
+        if outcome != "ok" and not outcome.startswith(_DEGRADED)
+    )
     if failing:
         return problem_response(
             request,
@@ -71,7 +93,8 @@ async def ready(request: Request) -> Any:
             headers={"Retry-After": "5"},
             extra={"checks": results},
         )
-    return JSONResponse({"status": "ok", "checks": results})
+    degraded = any(outcome != "ok" for outcome in results.values())
+    return JSONResponse({"status": "degraded" if degraded else "ok", "checks": results})
 
 
 def add_health_routes(app: FastAPI) -> None:
@@ -88,7 +111,8 @@ def add_health_routes(app: FastAPI) -> None:
         ready,
         methods=["GET"],
         response_model=Readiness,
-        summary="The database answers, migrations are at head and every plugin is ready",
+        summary="The database answers, migrations are at head, every plugin is ready and "
+        "the instance is not shutting down",
         responses=problem_responses(503),
         tags=["health"],
     )

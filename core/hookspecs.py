@@ -30,11 +30,20 @@ class NotReady(Exception):
     """Raised by a readiness check; its message is safe to show in `/health/ready`."""
 
 
+class Degraded(Exception):
+    """Raised by a readiness check when the instance still does its work, with less (a
+    replica skipped, a cache off): `/health/ready` shows `degraded: <message>` for the check
+    and still answers 200, so that a load balancer keeps the instance. The message is safe
+    to show."""
+
+
 @dataclass(frozen=True, slots=True)
 class ReadinessCheck:
     """A named check `/health/ready` runs; `check` raises (or times out) when not ready.
 
     Raise `NotReady("reason")` to show the reason; other errors show only their type.
+    Raise `Degraded("reason")` when the instance can still serve: the check is reported
+    as degraded, with the reason, and does not make the instance unready.
     """
 
     name: str

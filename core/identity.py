@@ -16,6 +16,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from core.caller import caller_id
 from core.errors import ForbiddenError, UnauthorizedError
 from core.hooks import call_hook
 from core.state import root_container
@@ -50,7 +51,8 @@ async def optional_principal(
     """The caller's Principal, or None when no authenticator recognises the request.
 
     Resolved once per request: FastAPI caches a dependency's value for the request, so
-    every route dependency asking for the principal shares this one."""
+    every route dependency asking for the principal shares this one. The database layer
+    learns the caller from it (`core.caller`: read-your-writes on a replica)."""
     hooks = root_container(request).hooks()
     # The first authenticator (in plugin order) that recognises the request wins; then
     # every check gets the previous one's principal, and a None rejects it.
@@ -65,6 +67,7 @@ async def optional_principal(
             request=request,
             principal=principal,
         )
+    caller_id.set(principal.user_id if principal is not None else None)
     return principal
 
 

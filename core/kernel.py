@@ -8,7 +8,7 @@ is at fault.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
@@ -25,6 +25,7 @@ from core.plugin import (
     order_plugins,
 )
 from core.settings import CoreSettings, PluginSettings
+from core.state import Lifecycle
 from core.validation import validate
 
 
@@ -36,6 +37,7 @@ class Kernel:
     plugin_settings: dict[str, PluginSettings]
     pm: pluggy.PluginManager
     container: RootContainer
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)  # what the server tells the app
 
     @classmethod
     def build(

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from fastapi import params
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.caller import caller_id
 from core.errors import RequestBodyTooLarge, UnsupportedRequestBody, send_problem
 from core.logging import request_id_var
 
@@ -96,6 +97,9 @@ class RequestContextMiddleware:
         )
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
+        # No caller until the principal is resolved (`core.caller`), whatever the task
+        # that runs the request had before (a test client runs requests in its own task).
+        caller_token = caller_id.set(None)
         header = (b"x-request-id", request_id.encode())
         started = False
 
@@ -123,6 +127,7 @@ class RequestContextMiddleware:
                 raise
             await send_problem(scope, send_with_id, 500, "An unexpected error occurred")
         finally:
+            caller_id.reset(caller_token)
             request_id_var.reset(token)
 
     def _checked(

@@ -16,6 +16,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, Self, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
@@ -114,6 +115,22 @@ def normalize_database_url(value: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+REDIS_SCHEMES = ("redis", "rediss")
+
+
+def check_redis_url(value: str) -> str:
+    """`value` if it is a redis:// or rediss:// URL naming a host, else ValueError."""
+    expected = "expected redis://host:port/db or rediss://host:port/db"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError:
+        raise ValueError(expected) from None
+    if parts.scheme not in REDIS_SCHEMES or not parts.hostname:
+        raise ValueError(expected)
+    return value
+
+
 def weak_secret_reason(value: str | bytes | SecretStr) -> str | None:
     """Why `value` is too weak to sign or key with, or None when it is strong enough.
 
@@ -181,6 +198,12 @@ class CoreSettings(CourtyardSettings):
     env: Literal["development", "test", "production"] = "development"
     database_url: str = Field("sqlite+aiosqlite:///./courtyard.db", repr=False)
     read_database_url: str | None = Field(None, repr=False)
+    redis_url: str | None = Field(
+        None,
+        repr=False,
+        description="redis:// or rediss:// URL of the state the instances share: failed-login "
+        "counters, read-your-writes marks; unset: each instance keeps its own, in memory",
+    )
     enabled_plugins: NameList | None = None
     disabled_plugins: NameList = Field(default_factory=list)
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
@@ -204,10 +227,28 @@ class CoreSettings(CourtyardSettings):
         "transaction mode (pgbouncer, pgcat, supavisor), which hands a server connection "
         "to a client for one transaction only",
     )
+    db_replica_max_lag: float = Field(
+        10.0,
+        gt=0,
+        description="seconds a replica may lag behind the primary before reads skip it",
+    )
+    db_replica_wait: float = Field(
+        0.5,
+        ge=0,
+        description="seconds a caller's read waits for the replica to replay the caller's own "
+        "last write before it reads the primary instead",
+    )
     db_echo: bool = False
 
     max_request_body: int = Field(1_048_576, ge=1, description="bytes; larger bodies get 413")
     ready_timeout: float = Field(3.0, gt=0, description="seconds each readiness check may take")
+    shutdown_drain: float = Field(
+        5.0,
+        ge=0,
+        description="seconds `courtyard serve` keeps serving after SIGTERM, /health/ready "
+        "answering 503 so that a load balancer stops sending traffic, before it shuts down; "
+        "a second SIGTERM or SIGINT ends the drain; 0 = shut down at once",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     opentelemetry: bool = Field(
         False, description="FastAPI's OpenTelemetry tracing, metrics and logs (global providers)"
@@ -231,6 +272,11 @@ class CoreSettings(CourtyardSettings):
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         return None if value in (None, "") else normalize_database_url(value)  # type: ignore[arg-type]
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else check_redis_url(value)  # type: ignore[arg-type]
 
     @property
     def uses_development_secret(self) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from sqlalchemy import event, select
@@ -17,7 +19,11 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, StaticPool
 
 from core.db.pool import FairAsyncQueuePool
-from core.db.unit_of_work import AppSession
+from core.db.read_routing import ReadRouting
+from core.db.replica import ReplicaMonitor
+from core.db.unit_of_work import AFTER_EVERY_COMMIT, AfterCommit, AppSession
+from core.db.write_marks import MARK_MARGIN, WriteMarks, open_write_marks
+from core.hookspecs import Degraded
 from core.settings import CoreSettings
 
 
@@ -205,13 +211,25 @@ def _one_transaction_at_a_time(engine: AsyncEngine, statement_timeout: float) ->
 
 
 class Database:
-    """The app's engines. Reads go to the replica when one is configured.
+    """The app's engines and session factories. Reads go to the replica when one is
+    configured and fit to serve them (`core.db.read_routing`).
 
     Reads run outside a transaction (autocommit), which saves the BEGIN and ROLLBACK round
     trips (and, on SQLite, never queues behind a writer) — except behind a transaction
     pooler (`COURTYARD_DB_POOLER=transaction`), which keeps a client on one server
     connection only for a transaction: there every statement runs in one, so that a
-    statement is prepared and run on the same server connection, under its timeout."""
+    statement is prepared and run on the same server connection, under its timeout.
+
+    - `write_sessions()`: a unit of work on the primary, which the caller commits;
+    - `read_sessions()`: a read that may come from the replica (`async with` only);
+    - `primary_read_sessions()` (or `primary_read_engine` for a `CoreStatement`): a read
+      that must not lag behind the primary (e.g. "is this account still active?").
+
+    With a replica, `start()` (the app's lifespan) starts watching it; `dispose()` stops."""
+
+    write_sessions: async_sessionmaker[AppSession]
+    read_sessions: Callable[[], AbstractAsyncContextManager[AppSession]]
+    primary_read_sessions: async_sessionmaker[AppSession]
 
     def __init__(self, settings: CoreSettings) -> None:
         self._autocommit_reads = settings.db_pooler == "none"
@@ -220,13 +238,36 @@ class Database:
             self.read_engine = create_engine(settings.read_database_url, settings)
         else:
             self.read_engine = self.write_engine
-        self.write_sessions = _sessions(self.write_engine)
-        self.read_sessions = _sessions(self._for_reads(self.read_engine))
-        # Reads that must not lag behind the primary (e.g. "is this account still active?"),
-        # as sessions or, for a `CoreStatement`, as the engine itself.
         self.primary_read_engine = self._for_reads(self.write_engine)
-        self.primary_read_sessions = (
-            _sessions(self.primary_read_engine) if self.has_replica else self.read_sessions
+        self.primary_read_sessions = _sessions(self.primary_read_engine)
+        self.replica: ReplicaMonitor | None = None
+        self._marks: WriteMarks | None = None
+        if not self.has_replica:
+            self.write_sessions = _sessions(self.write_engine)
+            self.read_sessions = self.primary_read_sessions
+            return
+        replica_reads = self._for_reads(self.read_engine)
+        self.replica = ReplicaMonitor(
+            self.primary_read_engine,
+            replica_reads,
+            max_lag=settings.db_replica_max_lag,
+            check_timeout=settings.db_connect_timeout,
+        )
+        if self.replica.streams_wal:  # marks are WAL positions: PostgreSQL only
+            keep_for = settings.db_replica_max_lag + MARK_MARGIN
+            self._marks = open_write_marks(settings.redis_url, keep_for)
+        routing = ReadRouting(
+            primary=self.primary_read_engine,
+            replica=replica_reads,
+            monitor=self.replica,
+            marks=self._marks,
+            wait=settings.db_replica_wait,
+            sessions=_sessions(replica_reads),
+        )
+        self.read_sessions = routing.read_session
+        self.write_sessions = _sessions(
+            self.write_engine,
+            after_every_commit=routing.remember_write if self._marks is not None else None,
         )
 
     def _for_reads(self, engine: AsyncEngine) -> AsyncEngine:
@@ -238,18 +279,40 @@ class Database:
     def has_replica(self) -> bool:
         return self.read_engine is not self.write_engine
 
+    async def start(self) -> None:
+        """Start watching the replica (when one is configured): its health and lag."""
+        if self.replica is not None:
+            await self.replica.start()
+
     async def ping(self) -> None:
-        """Run `SELECT 1` on every engine; raises when one cannot be reached."""
-        engines = [self.write_engine] + ([self.read_engine] if self.has_replica else [])
-        for engine in engines:
-            async with self._for_reads(engine).connect() as connection:
-                await connection.execute(select(1))
+        """Run `SELECT 1` on the primary; raises when it cannot be reached. (The replica is
+        `check_replica`'s: without it the instance still serves, from the primary.)"""
+        async with self.primary_read_engine.connect() as connection:
+            await connection.execute(select(1))
+
+    async def check_replica(self) -> None:
+        """Raise `Degraded` (reads go to the primary) when the replica is down or too far
+        behind, as last seen; nothing without a replica."""
+        if self.replica is None:
+            return
+        if not self.replica.checked:
+            await self.replica.check()
+        trouble = self.replica.trouble
+        if trouble is not None:
+            raise Degraded(f"{trouble}, reads go to the primary")
 
     async def dispose(self) -> None:
+        if self.replica is not None:
+            await self.replica.stop()
+        if self._marks is not None:
+            await self._marks.close()
         await self.write_engine.dispose()
         if self.has_replica:
             await self.read_engine.dispose()
 
 
-def _sessions(engine: AsyncEngine) -> async_sessionmaker[AppSession]:
-    return async_sessionmaker(engine, class_=AppSession, expire_on_commit=False)
+def _sessions(
+    engine: AsyncEngine, *, after_every_commit: AfterCommit | None = None
+) -> async_sessionmaker[AppSession]:
+    info = {AFTER_EVERY_COMMIT: after_every_commit} if after_every_commit else None
+    return async_sessionmaker(engine, class_=AppSession, expire_on_commit=False, info=info)

@@ -22,6 +22,12 @@ _PG_UNAVAILABLE = ("08", "28", "3D", "53", "57")
 # same request sent again succeeds.
 _PG_LOST_RACE = ("40",)
 
+# PostgreSQL SQLSTATEs meaning the connection itself failed or the server ended it:
+# connection exception (class 08), and the server going away: administrator shutdown
+# (57P01), crash shutdown (57P02), cannot connect now (57P03). A statement timeout (57014)
+# is not among them: the server is there, the query was slow.
+_PG_CONNECTION_LOST = ("08", "57P01", "57P02", "57P03")
+
 _DRIVER_MODULES = ("sqlalchemy.", "asyncpg.", "aiosqlite.")
 
 
@@ -51,6 +57,25 @@ def is_database_unavailable(exc: BaseException) -> bool:
             return True
         return isinstance(exc.orig, OSError | TimeoutError | ConnectionError)
     return isinstance(exc, TimeoutError | ConnectionError | socket.gaierror)
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """True when `exc` (SQLAlchemy's error, or the driver's) means a connection could not be
+    made or was lost: refused, unreachable, timed out while connecting, reset, the server
+    shutting down. Not a slow or a bad query, nor a full pool: the server is there."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    error: BaseException | None = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    if isinstance(error, sqlite3.OperationalError):  # SQLite "connects" by opening a file
+        return "unable to open" in str(error)
+    state = _sqlstate(error)
+    if state is not None:
+        return state.startswith(_PG_CONNECTION_LOST)
+    while error is not None:  # the socket's own error, under the driver's
+        if isinstance(error, OSError):
+            return True
+        error = error.__cause__
+    return False
 
 
 def is_lost_race(exc: BaseException) -> bool:

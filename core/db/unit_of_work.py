@@ -10,6 +10,11 @@ commits.
 The callbacks run when `await session.commit()` returns; a transaction committed another
 way (`async with session.begin():`) runs them at the latest when the session closes, which
 for a request's session is as soon as the route returns.
+
+A session factory may give each of its sessions work to run after every commit, before
+the work queued with `after_commit`: `async_sessionmaker(..., info={AFTER_EVERY_COMMIT:
+callback})`. `core.db.engine.Database` uses it, with a replica configured, to keep the
+caller's read-your-writes mark (`core.db.read_routing`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ AfterCommit = Callable[[], Awaitable[None] | None]
 
 _PENDING = "courtyard.after_commit.pending"  # queued, waiting for their transaction
 _READY = "courtyard.after_commit.ready"  # their transaction committed; not run yet
+AFTER_EVERY_COMMIT = "courtyard.after_every_commit"  # a session's own work after each commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +57,11 @@ class _SyncSession(Session):
 def _committed(session: Session) -> None:
     """The outermost transaction committed (savepoint releases do not fire this)."""
     pending: list[_Queued] = session.info.pop(_PENDING, [])
-    session.info.setdefault(_READY, []).extend(q.callback for q in pending)
+    ready: list[AfterCommit] = session.info.setdefault(_READY, [])
+    every: AfterCommit | None = session.info.get(AFTER_EVERY_COMMIT)
+    if every is not None:
+        ready.append(every)
+    ready.extend(q.callback for q in pending)
 
 
 @event.listens_for(_SyncSession, "after_soft_rollback")

@@ -13,7 +13,7 @@ from plugins.auth.settings import AuthSettings
 from plugins.auth.sign_ins import SessionSignIns
 from plugins.auth.throttle import ActionLimiter, LoginThrottle
 from plugins.auth.tokens import AccessTokens, signing_key
-from plugins.auth.windows import open_windows
+from plugins.auth.windows import counters_url, open_windows
 
 
 class AuthContainer(containers.DeclarativeContainer):
@@ -38,7 +38,14 @@ class AuthContainer(containers.DeclarativeContainer):
     tokens = providers.Singleton(AccessTokens, settings=settings, key=signing_key)
     hasher = providers.Singleton(PasswordHasherService, settings=settings)
     policy = providers.Singleton(PasswordPolicy, settings=settings)
-    rate_limits = providers.Singleton(open_windows, url=settings.provided.rate_limit_storage)
+    # The failed-login counters: in auth's own storage when one is given, else in the
+    # instances' shared Redis (COURTYARD_REDIS_URL) when set, else in this process.
+    rate_limit_storage = providers.Callable(
+        counters_url,
+        own=settings.provided.rate_limit_storage,
+        shared=core_settings.provided.redis_url,
+    )
+    rate_limits = providers.Singleton(open_windows, url=rate_limit_storage)
     throttle = providers.Singleton(LoginThrottle, settings=settings, windows=rate_limits)
     revoked = providers.Singleton(
         RevokedSessions,

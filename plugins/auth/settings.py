@@ -55,11 +55,12 @@ class AuthSettings(PluginSettings):
     argon2_memory_cost: int = Field(OWASP_ARGON2_MEMORY_KIB, ge=OWASP_ARGON2_MEMORY_KIB)
     argon2_time_cost: int = Field(OWASP_ARGON2_TIME_COST, ge=OWASP_ARGON2_TIME_COST)
     argon2_parallelism: int = Field(1, ge=1, le=16)
-    rate_limit_storage: str = Field(
-        "memory://",
+    rate_limit_storage: str | None = Field(
+        None,
         repr=False,
         description="Where sign-in attempt counters live: memory:// (one instance) or "
-        "redis://host:port/db (shared by every instance).",
+        "redis://host:port/db (shared by every instance). Unset: COURTYARD_REDIS_URL when "
+        "that is set, else memory://.",
     )
     login_limit_per_account: str = Field(
         "10/minute",
@@ -89,8 +90,8 @@ class AuthSettings(PluginSettings):
 
     @field_validator("rate_limit_storage")
     @classmethod
-    def _check_storage(cls, value: str) -> str:
-        if not value.startswith(RATE_LIMIT_SCHEMES):
+    def _check_storage(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(RATE_LIMIT_SCHEMES):
             raise ValueError(f"use one of {', '.join(RATE_LIMIT_SCHEMES)}")
         return value
 

@@ -72,6 +72,13 @@ class Windows:
             await close()
 
 
+def counters_url(own: str | None, shared: str | None) -> str:
+    """Where the counters live: auth's own storage (COURTYARD_AUTH__RATE_LIMIT_STORAGE)
+    when given, else the Redis every instance shares (COURTYARD_REDIS_URL) when set, else
+    this process's memory."""
+    return own or shared or "memory://"
+
+
 def open_windows(url: str) -> Windows:
     """The counters for `memory://` or `redis[s]://…` (a Redis connects on first use)."""
     options = {"implementation": "redispy"} if url.startswith("redis") else {}

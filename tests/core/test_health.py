@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from core.app import create_app
+from core.db.replica import RETRY_DOWN_AFTER
 from tests.conftest import make_settings, migrate, running
 from tests.support.databases import backends, fresh_database
 from tests.support.problems import assert_problem
@@ -115,6 +116,46 @@ async def test_sqlite_database_unreachable_then_back(main_plugins: None, tmp_pat
         listed = await client.get(ITEMS)
         assert listed.status_code == 200
         assert [i["name"] for i in listed.json()["items"]] == ["back"]
+
+
+async def test_a_replica_that_cannot_be_reached_degrades_but_leaves_the_app_ready(
+    main_plugins: None, app_client, tmp_path: Path
+) -> None:
+    """A replica (here a SQLite file in a folder that does not exist yet) that cannot be
+    reached: `/health/ready` stays 200 and says why `database.replica` is degraded, and
+    reads go to the primary. Once it can be reached, after the back-off, reads use it."""
+    replica = f"sqlite+aiosqlite:///{tmp_path / 'not-yet' / 'replica.db'}"
+    async with app_client(enabled_plugins=PLUGINS, read_database_url=replica) as client:
+        created = await client.post(ITEMS, json={"name": "on the primary"})
+        assert created.status_code == 201, created.text
+
+        response = await client.get(READY)
+        assert response.status_code == 200, response.text
+        assert response.json() == {
+            "status": "degraded",
+            "checks": {
+                **ALL_OK,
+                "database.replica": "degraded: unreachable (OperationalError), reads go to "
+                "the primary",
+            },
+        }
+        listed = await client.get(ITEMS)
+        assert listed.status_code == 200, listed.text
+        assert [i["name"] for i in listed.json()["items"]] == ["on the primary"]
+
+        (tmp_path / "not-yet").mkdir()
+        await migrate(make_settings(replica, enabled_plugins=PLUGINS))  # an empty replica
+
+        async def replica_back() -> bool:
+            return bool((await client.get(READY)).json()["status"] == "ok")
+
+        deadline = asyncio.get_running_loop().time() + RETRY_DOWN_AFTER + 5
+        while not await replica_back():
+            assert asyncio.get_running_loop().time() < deadline, "the replica never came back"
+            await asyncio.sleep(0.1)
+        listed = await client.get(ITEMS)
+        assert listed.status_code == 200, listed.text
+        assert listed.json()["items"] == []  # the replica's (empty) view
 
 
 # -- PostgreSQL behind a proxy -----------------------------------------------------------------

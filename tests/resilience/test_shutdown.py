@@ -4,6 +4,12 @@ A deployment stops an instance with SIGTERM (rolling update, scale-in). Clients 
 their in-flight requests answered normally, new connections refused or closed (never a
 500), the process must exit 0 soon after its last request, and every write it confirmed
 must be in the database. PostgreSQL only (see conftest).
+
+Behind a load balancer the instance drains first (COURTYARD_SHUTDOWN_DRAIN): its health
+check fails at once while it keeps serving everyone, new connections included, until the
+balancer has noticed; only then does the shutdown above begin. The first test runs without
+a drain (COURTYARD_SHUTDOWN_DRAIN=0, uvicorn's own behaviour); the drain tests use short
+ones.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from tests.resilience.conftest import (
     AUTH,
     ME,
     PASSWORD,
+    READY,
     app_backends,
     bearer,
     eventually,
@@ -30,7 +37,9 @@ from tests.resilience.conftest import (
     pg_rows,
     served,
     signed_up,
+    signup,
 )
+from tests.support.problems import assert_problem
 from tests.support.served import server_output
 
 pytestmark = [pytest.mark.resilience, pytest.mark.postgres]
@@ -92,7 +101,7 @@ async def refused(base_url: str) -> str:
 async def test_sigterm_answers_in_flight_requests_refuses_new_ones_and_exits_0(
     pg_url: str, tmp_path: Path
 ) -> None:
-    with served(pg_url, tmp_path) as (base_url, process, log):
+    with served(pg_url, tmp_path, COURTYARD_SHUTDOWN_DRAIN="0") as (base_url, process, log):
         await live(base_url, process, log)
         async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
             held_user = await signed_up(client, "held@example.com")
@@ -144,6 +153,144 @@ async def test_sigterm_answers_in_flight_requests_refuses_new_ones_and_exits_0(
     assert set(traffic.created) <= stored
     assert traffic.created, "no signup was answered before SIGTERM"
     await eventually(_no_app_connections(pg_url), 5, "the app's connections closing")
+
+
+DRAIN = 2.0  # COURTYARD_SHUTDOWN_DRAIN of the drain tests, seconds
+AT_ONCE = 0.5  # seconds from SIGTERM to /health/ready answering 503
+TICK = 0.1  # uvicorn checks whether to stop every 0.1 s: the drain ends up to that late
+SHUTDOWN_BOUND = 5.0  # seconds from the last request released (or a second signal) to exit
+
+
+def new_connections(base_url: str) -> httpx.AsyncClient:
+    """A client that opens a new connection for every request, as a load balancer's health
+    check and a client it still routes here do: none is kept alive from before."""
+    return httpx.AsyncClient(
+        base_url=base_url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)
+    )
+
+
+async def _status(client: httpx.AsyncClient, path: str) -> str:
+    """The status code of GET `path`, or the name of the error when the server is gone."""
+    try:
+        return str((await client.get(path)).status_code)
+    except GONE as exc:
+        return type(exc).__name__
+
+
+async def _until(client: httpx.AsyncClient, path: str, wanted: set[str], within: float) -> str:
+    """Poll GET `path` until its outcome is one of `wanted`; fail after `within` seconds
+    naming the outcome seen last."""
+    deadline = time.monotonic() + within
+    while (outcome := await _status(client, path)) not in wanted:
+        if time.monotonic() > deadline:
+            pytest.fail(f"GET {path}: {outcome} after {within:g}s, not one of {wanted}")
+        await asyncio.sleep(0.02)
+    return outcome
+
+
+async def test_sigterm_drains_unready_but_serving_then_shuts_down_and_exits_0(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Stops the instance going away at once on SIGTERM: the load balancer, which needs a
+    few failed health checks to take it out of rotation, would meanwhile send requests to
+    a closed port."""
+    drain = {"COURTYARD_SHUTDOWN_DRAIN": f"{DRAIN:g}"}
+    with served(pg_url, tmp_path, **drain) as (base_url, process, log):
+        await live(base_url, process, log)
+        async with (
+            httpx.AsyncClient(base_url=base_url, timeout=60) as client,
+            new_connections(base_url) as probe,
+        ):
+            held_user = await signed_up(client, "held@example.com")
+            lock = 'SELECT 1 FROM "user" WHERE id = $1 FOR UPDATE'
+            async with holding(pg_url, lock, held_user["user"]["id"]):
+                # In flight from before SIGTERM until after the drain: waits on our lock.
+                held = asyncio.create_task(
+                    client.patch(ME, headers=bearer(held_user), json={"name": "Held"})
+                )
+                await eventually(_waiting(pg_url, 1), 10, "the request waiting on the lock")
+
+                process.send_signal(signal.SIGTERM)
+                terminated = time.monotonic()
+                await _until(probe, READY, {"503"}, within=AT_ONCE)
+                unready_after = time.monotonic() - terminated
+
+                # Draining: out of rotation, yet serving new connections as before.
+                ready = await probe.get(READY)
+                alive = await _status(probe, "/health/live")
+                newcomer = await signup(probe, "newcomer@example.com")
+                assert newcomer.status_code == 201, newcomer.text
+                me = await probe.get(ME, headers=bearer(newcomer.json()))
+                during = time.monotonic() - terminated
+                still_running = process.poll()
+
+                # The drain ends: the port closes (refused), the held request still waits.
+                await _until(probe, "/health/live", set(_gone()), within=DRAIN + 1.0)
+                closed_after = time.monotonic() - terminated
+                held_pending = not held.done()
+            released = time.monotonic()
+            answer = await held
+        exit_code = await asyncio.to_thread(process.wait, SHUTDOWN_BOUND + 10)
+        exited = time.monotonic()
+
+    output = server_output(log)
+    assert unready_after < AT_ONCE, output
+    body = assert_problem(ready, 503, "core.not_ready")
+    assert "shutting down" in body["detail"].lower(), body
+    assert "retry-after" not in ready.headers  # this instance will not be back
+    assert during < DRAIN, f"the checks took {during:.2f}s, past the drain"
+    assert alive == "200", output
+    assert me.status_code == 200, me.text
+    assert me.json()["email"] == "newcomer@example.com"
+    assert still_running is None, output
+    # Not before the drain is over, and not much after.
+    assert DRAIN - 0.05 <= closed_after < DRAIN + 2 * TICK + 0.5, (closed_after, output)
+    assert held_pending, output
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["name"] == "Held"
+    assert exit_code == 0, output
+    assert exited - released < SHUTDOWN_BOUND, output
+    assert "Drain over" in output, output
+    assert "Application shutdown complete" in output, output
+    assert "Traceback" not in output, output
+
+
+@pytest.mark.parametrize("again", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_second_signal_ends_the_drain_at_once(
+    pg_url: str, tmp_path: Path, again: signal.Signals
+) -> None:
+    """Stops an operator in a hurry waiting out a long drain: the second signal starts the
+    shutdown at once (still a graceful one: the lifespan shutdown runs, exit 0)."""
+    long_drain = 60.0
+    with served(pg_url, tmp_path, COURTYARD_SHUTDOWN_DRAIN=f"{long_drain:g}") as (
+        base_url,
+        process,
+        log,
+    ):
+        await live(base_url, process, log)
+        async with new_connections(base_url) as probe:
+            process.send_signal(signal.SIGTERM)
+            await _until(probe, READY, {"503"}, within=AT_ONCE)
+            await asyncio.sleep(0.3)
+            draining = process.poll()
+            process.send_signal(again)
+            hurried = time.monotonic()
+            exit_code = await asyncio.to_thread(process.wait, SHUTDOWN_BOUND + 10)
+            exited = time.monotonic()
+            after = await _status(probe, "/health/live")
+
+    output = server_output(log)
+    assert draining is None, output
+    assert exit_code == 0, output
+    assert exited - hurried < SHUTDOWN_BOUND, output
+    assert after in _gone(), after
+    assert "Drain ended early" in output, output
+    assert "Application shutdown complete" in output, output
+    assert "Traceback" not in output, output
+
+
+def _gone() -> tuple[str, ...]:
+    return tuple(error.__name__ for error in GONE)
 
 
 def _waiting(url: str, count: int) -> Any:

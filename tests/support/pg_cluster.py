@@ -5,11 +5,17 @@
         cluster.stop("smart", wait=False)  # new connections refused (57P03), sessions live on
     # stopped (immediate mode) and its folder removed, whatever happened in the block
 
+    with pg_cluster() as primary, streaming_replica(primary) as replica:
+        replica.sql("SELECT pg_wal_replay_pause()")  # a replica that stops catching up
+        replica.stop()
+        replica.start(port=replica.port)  # back where the app expects it
+
 The cluster has its own data folder, port and socket folder: the machine's server (the one
 COURTYARD_TEST_DATABASE_URL names) is never touched. PostgreSQL refuses to run as root, so
 when the tests run as root (as in CI containers) initdb and the server run as the
 `postgres` OS user, which then owns the temporary folder. Made for speed, not durability:
-no fsync, a small shared_buffers, trust authentication on 127.0.0.1 only.
+no fsync, a small shared_buffers, trust authentication on 127.0.0.1 only (replication
+connections included, so that `streaming_replica` can copy it).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pathlib import Path
 
 SUPERUSER = "postgres"  # the cluster's superuser role, and the OS user when we are root
 _TOOLS = ("initdb", "pg_ctl", "postgres")
+_REPLICA_TOOLS = ("pg_basebackup", "psql")
 _START_ATTEMPTS = 3  # a free port can be taken between finding it and the server binding it
 _SETTINGS = """
 # tests/support/pg_cluster.py: a throwaway test server
@@ -37,7 +44,17 @@ max_connections = 40
 fsync = off
 synchronous_commit = off
 full_page_writes = off
+wal_level = replica
+max_wal_senders = 4
+wal_keep_size = 64MB
+hot_standby = on
 """
+# Appended to the copy's postgresql.conf (the later line wins): its own socket folder.
+_STANDBY_SETTINGS = """
+# tests/support/pg_cluster.py: a streaming replica of a throwaway test server
+unix_socket_directories = '{sockets}'
+"""
+_REPLICATION_HBA = "host replication {user} 127.0.0.1/32 trust\n"
 
 
 class PostgresNotInstalled(RuntimeError):
@@ -117,6 +134,29 @@ class PgCluster:
             )
         return done
 
+    def sql(self, statement: str) -> str:
+        """Run `statement` with psql as the superuser (on the `postgres` database); its
+        output, unaligned and without headers."""
+        done = self.run(
+            "psql",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--username",
+            SUPERUSER,
+            "--dbname",
+            "postgres",
+            "--no-psqlrc",
+            "--tuples-only",
+            "--no-align",
+            "--set",
+            "ON_ERROR_STOP=1",
+            "--command",
+            statement,
+        )
+        return done.stdout.strip()
+
     def initdb(self) -> None:
         self.run(
             "initdb",
@@ -134,11 +174,16 @@ class PgCluster:
         )
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(_SETTINGS.format(sockets=self.root))
+        with (self.data / "pg_hba.conf").open("a") as hba:
+            hba.write(_REPLICATION_HBA.format(user=SUPERUSER))
 
-    def start(self) -> None:
-        """Start on a free port on 127.0.0.1, waiting until it accepts connections."""
-        for attempt in range(1, _START_ATTEMPTS + 1):
-            self.port = _free_port()
+    def start(self, *, port: int | None = None) -> None:
+        """Start on `port`, or a free port, on 127.0.0.1, waiting until it accepts
+        connections (a standby: once it can serve reads). Pass the cluster's own port to
+        bring a stopped server back where its clients expect it."""
+        attempts = 1 if port else _START_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            self.port = port or _free_port()
             started = self.run(
                 "pg_ctl",
                 "start",
@@ -151,7 +196,7 @@ class PgCluster:
                 "60",
                 "-o",
                 f"-p {self.port}",
-                check=attempt == _START_ATTEMPTS,
+                check=attempt == attempts,
             )
             if started.returncode == 0:
                 return
@@ -192,24 +237,66 @@ class PgCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _owned_folder(prefix: str) -> Path:
+    """A new temporary folder the server can own: the `postgres` OS user's when root."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.geteuid() == 0:
+        try:
+            owner = pwd.getpwnam(SUPERUSER)
+        except KeyError:
+            shutil.rmtree(root, ignore_errors=True)
+            raise PostgresNotInstalled(
+                f"running as root, the test server needs the `{SUPERUSER}` OS user"
+            ) from None
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+    return root
+
+
 @contextmanager
 def pg_cluster() -> Iterator[PgCluster]:
     """A new cluster, running; stopped (immediate mode) and removed when the block ends,
     however it ends. Raises `PostgresNotInstalled` without the server programs."""
-    bindir = server_binaries()
-    root = Path(tempfile.mkdtemp(prefix="courtyard-pg-"))
-    cluster = PgCluster(bindir, root)
+    cluster = PgCluster(server_binaries(), _owned_folder("courtyard-pg-"))
     try:
-        if os.geteuid() == 0:
-            try:
-                owner = pwd.getpwnam(SUPERUSER)
-            except KeyError:
-                raise PostgresNotInstalled(
-                    f"running as root, the test server needs the `{SUPERUSER}` OS user"
-                ) from None
-            os.chown(root, owner.pw_uid, owner.pw_gid)
         cluster.initdb()
         cluster.start()
         yield cluster
     finally:
         cluster.destroy()
+
+
+@contextmanager
+def streaming_replica(primary: PgCluster) -> Iterator[PgCluster]:
+    """A hot standby of the running `primary` on a port of its own: a base backup taken
+    with `pg_basebackup -R` (which writes the standby's connection to the primary and its
+    `standby.signal`), then started; it streams and replays the primary's WAL as a
+    production replica does. Stopped and removed when the block ends, however it ends.
+    Raises `PostgresNotInstalled` without pg_basebackup and psql."""
+    missing = [t for t in _REPLICA_TOOLS if not os.access(primary.bindir / t, os.X_OK)]
+    if missing:
+        raise PostgresNotInstalled(f"{', '.join(missing)} not found in {primary.bindir}")
+    replica = PgCluster(primary.bindir, _owned_folder("courtyard-pg-replica-"))
+    try:
+        replica.run(
+            "pg_basebackup",
+            "--pgdata",
+            str(replica.data),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(primary.port),
+            "--username",
+            SUPERUSER,
+            "--write-recovery-conf",
+            "--checkpoint",
+            "fast",
+            "--wal-method",
+            "stream",
+            "--no-sync",
+        )
+        with (replica.data / "postgresql.conf").open("a") as conf:
+            conf.write(_STANDBY_SETTINGS.format(sockets=replica.root))
+        replica.start()
+        yield replica
+    finally:
+        replica.destroy()

@@ -39,13 +39,15 @@ def serving(
     """`courtyard serve` (or another `command` taking `--host` and `--port`) on a free local
     port, configured by `environment` alone (no other COURTYARD_* variable of the test
     process, nor uvicorn's FORWARDED_ALLOW_IPS, leaks in), its output going to `log`;
-    terminated (killed if it will not stop) however the block ends."""
+    terminated (killed if it will not stop) however the block ends. It stops at once on
+    SIGTERM (COURTYARD_SHUTDOWN_DRAIN=0) unless `environment` asks for a drain."""
     port = free_port()
     environ = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("COURTYARD_", "FORWARDED_ALLOW_IPS")) and key != "PYTHONPATH"
     }
+    environ["COURTYARD_SHUTDOWN_DRAIN"] = "0"
     environ.update(environment)
     with log.open("w") as output:
         process = subprocess.Popen(

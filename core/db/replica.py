@@ -1,0 +1,239 @@
+"""The replica as the app sees it: reachable or not, and how far behind the primary.
+
+`ReplicaMonitor.usable` tells the read routing (`core.db.read_routing`) whether reads may
+go to the replica. A background task the app's lifespan starts checks the replica every
+`CHECK_INTERVAL` seconds:
+
+- down: a check failed, or a read's connection to the replica was refused or lost (the
+  replica engine's `handle_error` event marks it down at once, so the reads that follow go
+  to the primary); the monitor tries the replica again every `RETRY_DOWN_AFTER` seconds;
+- behind by more than COURTYARD_DB_REPLICA_MAX_LAG: skipped until a check finds it within.
+
+Lag (PostgreSQL streaming replication): the primary's `pg_current_wal_lsn()`, read first,
+against the replica's `pg_last_wal_replay_lsn()`. Replayed that far means no lag: an idle
+primary writes nothing, and its replica is then as fresh as it is. Otherwise the replica
+misses commits, and its data is at most as old as the smaller of
+- `now() - pg_last_xact_replay_timestamp()` on the replica: what it misses was committed
+  after the last transaction it replayed;
+- the time since a check last found it caught up: it had everything committed before
+  that check. (After an idle hour, the first write would otherwise look like an hour of
+  lag until the replica replays it.)
+
+A replica that is not a standby (`pg_last_wal_replay_lsn()` is NULL: logically replicated,
+or a copy) or not PostgreSQL is only checked for being reachable.
+
+Without the task (a command, a test's own `Database`), the replica counts as usable until a
+read finds it down, and is tried again `RETRY_DOWN_AFTER` seconds later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from typing import Any
+
+from sqlalchemy import event, func, literal, select
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from core.db.errors import is_connection_failure
+
+logger = logging.getLogger("courtyard.db")
+
+CHECK_INTERVAL = 1.0  # seconds between two checks of a replica that answers
+RETRY_DOWN_AFTER = 3.0  # seconds a replica found down is skipped before it is tried again
+FIRST_CHECK_WAIT = 1.0  # seconds `start` waits for the first check (a silent replica: less)
+
+_WRITTEN = select(func.pg_current_wal_lsn())
+_REPLAYED = select(func.pg_last_wal_replay_lsn())
+_STANDBY_VIEW = select(
+    func.pg_last_wal_replay_lsn(), func.now(), func.pg_last_xact_replay_timestamp()
+)
+_REACHABLE = select(literal(1))
+
+
+class ReplicaMonitor:
+    """Health and lag of the replica behind `replica` (an engine for reads), measured
+    against the primary behind `primary`. `check_timeout` bounds each check (a replica that
+    does not answer by then is down)."""
+
+    def __init__(
+        self, primary: AsyncEngine, replica: AsyncEngine, *, max_lag: float, check_timeout: float
+    ) -> None:
+        self.primary = primary
+        self.replica = replica
+        self.max_lag = max_lag
+        self.check_timeout = check_timeout
+        self.streams_wal = primary.dialect.name == replica.dialect.name == "postgresql"
+        self._down: str | None = None  # why, while the replica is down
+        self._down_since = 0.0
+        self._lag: float | None = None  # seconds behind at the last check; None: unmeasured
+        self._replayed = -1  # the furthest WAL position seen replayed
+        self._caught_up_at: float | None = None  # monotonic time of a check that found it so
+        self._checked = False
+        self._first_check: asyncio.Event | None = None  # made on the loop that starts it
+        self._task: asyncio.Task[None] | None = None
+        event.listen(replica.sync_engine, "handle_error", self._failed)
+
+    # What the routing asks
+
+    @property
+    def usable(self) -> bool:
+        """True when reads may go to the replica now."""
+        if self._down is not None:
+            if self._task is not None or time.monotonic() - self._down_since < RETRY_DOWN_AFTER:
+                return False
+            self._down = None  # nobody checks it: try it again after the back-off
+        if self._task is not None and not self._checked:
+            return False  # monitored, not checked yet (a moment after start)
+        return self._lag is None or self._lag <= self.max_lag
+
+    @property
+    def checked(self) -> bool:
+        """True once a check has run (or the replica was found down)."""
+        return self._checked or self._down is not None
+
+    @property
+    def trouble(self) -> str | None:
+        """Why reads skip the replica ("unreachable (ConnectionRefusedError)", "14 s
+        behind"), or None when they use it."""
+        if self._down is not None:
+            return self._down
+        if self._lag is not None and self._lag > self.max_lag:
+            if math.isinf(self._lag):
+                return "behind by an unknown time"
+            return f"{self._lag:.0f} s behind" if self._lag >= 10 else f"{self._lag:.1f} s behind"
+        return None
+
+    def replayed_at_least(self, position: int) -> bool:
+        """True when the replica was seen to have replayed `position` already (no query)."""
+        return self._replayed >= position
+
+    async def replayed(self) -> int | None:
+        """The replica's replay position now, or None when it is not a streaming standby.
+        Raises the database's error when the replica cannot answer (and a lost connection
+        marks it down)."""
+        async with self.replica.connect() as connection:
+            position = (await connection.execute(_REPLAYED)).scalar()
+        if position is not None:
+            self._replayed = max(self._replayed, int(position))
+        return None if position is None else int(position)
+
+    def mark_down(self, error: BaseException) -> None:
+        """Skip the replica from now on, until a check finds it back."""
+        reason = f"unreachable ({_root_cause(error)})"
+        if self._down is None:
+            logger.warning("the replica is down (%s): reads go to the primary", reason)
+        self._down = reason
+        self._down_since = time.monotonic()
+
+    # Checking
+
+    async def check(self) -> None:
+        """One look at the replica (and the primary's WAL position): reachability, lag."""
+        started = time.monotonic()
+        written = await self._written() if self.streams_wal else None
+        try:
+            async with asyncio.timeout(self.check_timeout):
+                async with self.replica.connect() as connection:
+                    view = await connection.execute(
+                        _STANDBY_VIEW if self.streams_wal else _REACHABLE
+                    )
+                    row = view.one()
+        except Exception as exc:  # whatever it is, the replica cannot serve reads now
+            self.mark_down(exc)
+            return
+        finally:
+            self._checked = True
+            if self._first_check is not None:
+                self._first_check.set()
+        if self._down is not None:
+            logger.info("the replica answers again")
+            self._down = None
+        if self.streams_wal:
+            self._measure(started, written, *row)
+
+    def _measure(
+        self, started: float, written: int | None, replayed: Any, now: Any, last_replay: Any
+    ) -> None:
+        if replayed is None:  # not a standby: its lag is not measured
+            self._set_lag(None)
+            return
+        self._replayed = max(self._replayed, int(replayed))
+        if written is None:
+            return  # the primary did not answer: the lag stays as last measured
+        if replayed >= written:
+            self._caught_up_at = started
+            self._set_lag(0.0)
+            return
+        bounds = []
+        if last_replay is not None:
+            bounds.append(max(0.0, (now - last_replay).total_seconds()))
+        if self._caught_up_at is not None:
+            bounds.append(time.monotonic() - self._caught_up_at)
+        self._set_lag(min(bounds, default=math.inf))
+
+    def _set_lag(self, lag: float | None) -> None:
+        was_behind = self.trouble is not None
+        self._lag = lag
+        behind = self.trouble
+        if behind and not was_behind:
+            logger.warning("the replica is %s: reads go to the primary", behind)
+        elif was_behind and not behind:
+            logger.info("the replica has caught up: reads use it again")
+
+    async def _written(self) -> int | None:
+        """The primary's WAL position, or None when it cannot tell now (its own readiness
+        check reports that)."""
+        try:
+            async with asyncio.timeout(self.check_timeout):
+                async with self.primary.connect() as connection:
+                    position = (await connection.execute(_WRITTEN)).scalar()
+        except Exception:
+            return None
+        return None if position is None else int(position)
+
+    def _failed(self, context: ExceptionContext) -> None:
+        """The replica engine's `handle_error`: a connection refused or lost, on any read."""
+        if context.is_disconnect or is_connection_failure(context.original_exception):
+            self.mark_down(context.original_exception)
+
+    # The background task
+
+    async def start(self) -> None:
+        """Check the replica from now on; wait up to `FIRST_CHECK_WAIT` for the first check
+        (reads go to the primary until it is done)."""
+        if self._task is not None:
+            return
+        first_check = self._first_check = asyncio.Event()
+        self._task = asyncio.create_task(self._watch(), name="courtyard-replica-monitor")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(first_check.wait(), FIRST_CHECK_WAIT)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _watch(self) -> None:
+        while True:
+            if self._down is not None:  # found down (by a check or a read): the back-off
+                await asyncio.sleep(self._down_since + RETRY_DOWN_AFTER - time.monotonic())
+            try:
+                await self.check()
+            except Exception:  # a bug here must not end the checks
+                logger.exception("checking the replica failed")
+            if self._down is None:
+                await asyncio.sleep(CHECK_INTERVAL)
+
+
+def _root_cause(error: BaseException) -> str:
+    """The name of the innermost error (`ConnectionRefusedError`, not SQLAlchemy's wrapper)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return type(error).__name__
