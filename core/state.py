@@ -29,12 +29,12 @@ class Lifecycle:
     """Where the serving process stands, as the server tells the app (`kernel.lifecycle`).
 
     `draining`: the server was asked to stop and is draining first (`courtyard serve` on
-    SIGTERM, COURTYARD_SHUTDOWN_DRAIN; see core/cli/serve.py): `/health/ready` answers 503
-    so that a load balancer takes the instance out of rotation, while every route still
-    serves. Under any other server (plain `uvicorn --factory core.app:create_app`) nothing
-    sets it: no drain. A plain flag, because it is set from a signal handler, which runs
-    between two bytecodes of the event loop's thread: nothing that takes a lock or wakes a
-    waiter is safe there.
+    SIGTERM, COURTYARD_SHUTDOWN_DRAIN; see core/cli/draining.py): `/health/ready` answers
+    503 so that a load balancer takes the instance out of rotation, while every route still
+    serves (with `Connection: close`, so that pooled connections are let go). Under any
+    other server (plain `uvicorn --factory core.app:create_app`) nothing sets it: no drain.
+    A plain flag, because it is set from a signal handler, which runs between two bytecodes
+    of the event loop's thread: nothing that takes a lock or wakes a waiter is safe there.
     """
 
     draining: bool = False

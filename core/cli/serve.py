@@ -1,16 +1,10 @@
 """`courtyard serve`: run the app under uvicorn, draining on SIGTERM first.
 
-A load balancer takes an instance out of rotation only after its health check has failed
-a few times, so an instance that stopped accepting connections at once on SIGTERM would
-refuse the requests still sent to it meanwhile. `courtyard serve` therefore drains first
-(COURTYARD_SHUTDOWN_DRAIN seconds): `/health/ready` answers 503 at once, every route and
-`/health/live` keep serving, new connections included; then uvicorn shuts down as always
-(in-flight requests finished, the lifespan shutdown run) and the process exits 0.
-
-The drain applies to one worker process without `--reload`: that is where `courtyard
-serve` runs its own `uvicorn.Server`. With `--workers N` uvicorn's supervisor builds the
-workers' servers itself, and with `--reload` a restart must not wait; both, and plain
-`uvicorn --factory core.app:create_app`, stop as uvicorn does, without a drain.
+On SIGTERM the server drains for COURTYARD_SHUTDOWN_DRAIN seconds (`/health/ready` answers
+503, every route keeps serving, responses close their connection), then shuts down as
+uvicorn does and the process exits 0. The drain itself, and why it exists, is in
+core/cli/draining.py; it applies to one worker without `--reload`. Here: the command, the
+logging configuration, and the exit status of a stop asked for with a signal.
 """
 
 from __future__ import annotations
@@ -20,22 +14,17 @@ import logging.config
 import signal
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 import uvicorn
-from uvicorn.config import STARTUP_FAILURE
 
 from core.cli.context import CliContext
+from core.cli.draining import serve_draining
 from core.logging import LOG_FORMAT
-from core.state import Lifecycle
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
 
 logger = logging.getLogger("courtyard.serve")
 
@@ -95,64 +84,6 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(0)
 
 
-class DrainingServer(uvicorn.Server):
-    """uvicorn's server, which on SIGTERM drains for `drain` seconds before shutting down.
-
-    uvicorn calls `handle_exit` for SIGTERM and SIGINT (`capture_signals`) and checks
-    `should_exit` in `on_tick`, every 0.1 s of its main loop; both are public. The first
-    SIGTERM after startup sets `lifecycle.draining` (so that `/health/ready` answers 503
-    from the next request on) instead of `should_exit`; the tick that finds the drain over
-    hands the signal to uvicorn, which then shuts down and raises it again as for any stop.
-    A second SIGTERM or SIGINT during the drain goes to uvicorn at once: the drain ends.
-    SIGINT alone (Ctrl+C) stops at once, as does SIGTERM before the server listens.
-    """
-
-    def __init__(self, config: uvicorn.Config, *, lifecycle: Lifecycle, drain: float) -> None:
-        super().__init__(config)
-        self.lifecycle = lifecycle
-        self.drain = drain
-        self._drain_signal: int | None = None  # the SIGTERM that started the drain
-        self._drain_ends = 0.0  # time.monotonic() at which it ends
-        self._drain_logged = False
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        # A signal handler: only flags and numbers here (the tick logs).
-        if (
-            sig == signal.SIGTERM
-            and self.drain > 0
-            and self.started
-            and self._drain_signal is None
-            and not self.should_exit
-        ):
-            self.lifecycle.draining = True
-            self._drain_ends = time.monotonic() + self.drain
-            self._drain_signal = sig
-            return
-        super().handle_exit(sig, frame)
-
-    async def on_tick(self, counter: int) -> bool:
-        if self._drain_signal is not None:
-            self._follow_drain(self._drain_signal)
-        return await super().on_tick(counter)
-
-    def _follow_drain(self, sig: int) -> None:
-        if not self._drain_logged:
-            self._drain_logged = True
-            logger.info(
-                "SIGTERM: draining for %gs (/health/ready answers 503, requests are still "
-                "served), then shutting down; SIGTERM or SIGINT again to stop now",
-                self.drain,
-            )
-        if self.should_exit:
-            logger.info("Drain ended early by a second signal")
-        elif time.monotonic() >= self._drain_ends:
-            logger.info("Drain over after %gs", self.drain)
-            super().handle_exit(sig, None)
-        else:
-            return
-        self._drain_signal = None  # over; `/health/ready` stays 503 until the process ends
-
-
 def serve_command(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -177,7 +108,7 @@ def serve_command(
     }
     with _clean_exit_on_stop():
         if workers == 1 and not reload:
-            _serve_draining(app, settings.shutdown_drain, options)
+            serve_draining(app, settings.shutdown_drain, options)
             return
         if workers > 1 and settings.shutdown_drain > 0:
             logging.config.dictConfig(options["log_config"])  # as uvicorn will, to log this
@@ -187,13 +118,3 @@ def serve_command(
             )
         # uvicorn's supervisors start their servers from an import string.
         uvicorn.run("core.app:create_app", factory=True, workers=workers, reload=reload, **options)
-
-
-def _serve_draining(app: FastAPI, drain: float, options: dict[str, Any]) -> None:
-    """Serve `app` (already built: it holds the lifecycle the server sets) as `uvicorn.run`
-    would with one worker, through a DrainingServer."""
-    kernel = app.state.kernel
-    server = DrainingServer(uvicorn.Config(app, **options), lifecycle=kernel.lifecycle, drain=drain)
-    server.run()
-    if not server.started:  # as uvicorn.run: the server failed to start
-        sys.exit(STARTUP_FAILURE)

@@ -2,7 +2,8 @@
 
 A clean stop on SIGTERM (systemd, Kubernetes, a rolling update) or SIGINT (Ctrl+C) exits 0;
 a server that could not start exits non-zero. The real console script runs in its own
-process on a free port, configured through the environment alone.
+process on a free port, configured through the environment alone. (The drain on SIGTERM
+is tested end to end in tests/resilience/test_shutdown.py; its ASGI part here.)
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
+from core.cli.draining import CloseWhileDraining
+from core.state import Lifecycle
 from tests.support.courtyard_cli import PROJECT_ROOT, run_courtyard
 from tests.support.served import STOP_DEADLINE, server_output, serving, wait_until_live
 
@@ -56,3 +60,40 @@ def test_a_server_that_cannot_start_exits_non_zero(tmp_path: Path) -> None:
         )  # fmt: skip
     assert result.returncode != 0, result
     assert "address already in use" in result.stderr, result.stderr
+
+
+async def _answer(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"1")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _sent(app: CloseWhileDraining, scope: Scope) -> list[Message]:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_responses_close_their_connection_only_while_draining() -> None:
+    """Stops a pooled keep-alive connection being reused through the drain until uvicorn's
+    shutdown closes it under a request; and stops every response closing its connection
+    when the server is not draining."""
+    lifecycle = Lifecycle()
+    app = CloseWhileDraining(_answer, lifecycle)
+    http: Scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+
+    before = await _sent(app, http)
+    lifecycle.draining = True
+    during = await _sent(app, http)
+
+    assert before[0]["headers"] == [(b"x-a", b"1")]
+    assert during[0]["headers"] == [(b"x-a", b"1"), (b"connection", b"close")]
+    assert [m["type"] for m in during] == ["http.response.start", "http.response.body"]
+    # Other scopes (lifespan, websocket) go through untouched, draining or not.
+    assert (await _sent(app, {"type": "websocket"}))[0]["headers"] == [(b"x-a", b"1")]
