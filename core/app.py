@@ -18,7 +18,7 @@ from core.errors import install_error_handlers, problem_responses
 from core.forwarded import apply_forwarded_headers, refuse_untrusted_forwarded
 from core.health import add_health_routes
 from core.hooks import call_hook
-from core.hookspecs import NotReady, ReadinessCheck
+from core.hookspecs import Degraded, NotReady, ReadinessCheck
 from core.kernel import Kernel
 from core.logging import keep_parameters_out_of_logs
 from core.middleware import RequestContextMiddleware
@@ -121,8 +121,18 @@ def _core_checks(database: Database, migrator: Migrator) -> list[ReadinessCheck]
             raise NotReady(f"not at head: {', '.join(behind)} (run `courtyard db upgrade`)")
 
     checks = [ReadinessCheck("database", database.ping), ReadinessCheck("migrations", migrations)]
-    if database.has_replica:  # degraded, never unready: reads then go to the primary
-        checks.append(ReadinessCheck("database.replica", database.check_replica))
+    monitor = database.replica
+    if monitor is not None:
+
+        async def replica() -> None:
+            """Degraded, never unready: reads then go to the primary. As the monitor last
+            saw it: a probe never waits for the replica itself."""
+            if not monitor.checked:
+                raise Degraded("not checked yet, reads go to the primary")
+            if monitor.trouble is not None:
+                raise Degraded(f"{monitor.trouble}, reads go to the primary")
+
+        checks.append(ReadinessCheck("database.replica", replica))
     return checks
 
 

@@ -1,16 +1,25 @@
 """Who the current request acts for, as the database layer sees it: the principal's user
-id, or None (anonymous, a command, a background task).
+id, or None (anonymous, a command, the app's own tasks started outside a request).
 
 `core.identity.optional_principal` sets it once the principal is resolved, and the request
-middleware (`core.middleware`) starts every request at None. `optional_principal` is an
-async dependency: FastAPI runs it in the request's own context, so the endpoint and the
-services it calls see what it set. (A sync dependency runs in a worker thread, on a copy
-of the context: what it set would be lost as it returns.)
+middleware (`core.middleware`) starts every request at None and puts back what was there
+before as the request ends. `optional_principal` is an async dependency: FastAPI runs it
+in the request's own context, so the endpoint and the services it calls see what it set.
+(A sync dependency runs in a worker thread, on a copy of the context: what it set would be
+lost as it returns.)
 
 `core.db.read_routing` reads it, with a replica configured: a caller's write is recorded
 after its commit, and the caller's later reads wait for the replica to replay it or go to
 the primary (read-your-writes). The core depends on no web framework type here, so the
 database layer needs nothing of `core.identity`.
+
+Work a request starts inherits its caller: a Starlette `BackgroundTasks` task runs after
+the response inside the request's own call (before the middleware resets it), and an
+`asyncio` task started during the request copies the request's context. That is
+harmless, and kept: such a task's reads route by the caller's mark (at worst one more
+read on the primary, and what the caller would see anyway), and its writes record a mark
+for the caller (whose later reads then wait for those writes too: work done on the
+caller's behalf).
 """
 
 from __future__ import annotations

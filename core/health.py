@@ -49,7 +49,9 @@ async def _run_check(name: str, check: Callable[[], Awaitable[Any]], limit: floa
     try:
         await asyncio.wait_for(check(), limit)
     except Degraded as exc:
-        logger.info("readiness check %s: degraded: %s", name, exc)
+        # At DEBUG: a load balancer probes every few seconds, and what degrades an instance
+        # logs its own changes (as the replica monitor does).
+        logger.debug("readiness check %s: degraded: %s", name, exc)
         return f"{_DEGRADED}{exc}"
     except NotReady as exc:
         logger.warning("readiness check %s: %s", name, exc)

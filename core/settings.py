@@ -119,14 +119,21 @@ REDIS_SCHEMES = ("redis", "rediss")
 
 
 def check_redis_url(value: str) -> str:
-    """`value` if it is a redis:// or rediss:// URL naming a host, else ValueError."""
-    expected = "expected redis://host:port/db or rediss://host:port/db"
+    """`value` if it is a redis:// or rediss:// URL naming a host, with no path or a
+    database number for one (redis-py would take any other path as database 0), else
+    ValueError."""
+    expected = "expected redis://host:port/db or rediss://host:port/db (db: a number)"
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
     except ValueError:
         raise ValueError(expected) from None
-    if parts.scheme not in REDIS_SCHEMES or not parts.hostname:
+    database = parts.path.removeprefix("/")
+    if (
+        parts.scheme not in REDIS_SCHEMES
+        or not parts.hostname
+        or not (database == "" or database.isdecimal())
+    ):
         raise ValueError(expected)
     return value
 
@@ -202,7 +209,8 @@ class CoreSettings(CourtyardSettings):
         None,
         repr=False,
         description="redis:// or rediss:// URL of the state the instances share: failed-login "
-        "counters, read-your-writes marks; unset: each instance keeps its own, in memory",
+        "counters, read-your-writes marks; unset: each process (each worker of `--workers N`) "
+        "keeps its own, in memory",
     )
     enabled_plugins: NameList | None = None
     disabled_plugins: NameList = Field(default_factory=list)
@@ -230,13 +238,17 @@ class CoreSettings(CourtyardSettings):
     db_replica_max_lag: float = Field(
         10.0,
         gt=0,
+        le=3600,
+        allow_inf_nan=False,
         description="seconds a replica may lag behind the primary before reads skip it",
     )
     db_replica_wait: float = Field(
         0.5,
         ge=0,
+        le=60,
+        allow_inf_nan=False,
         description="seconds a caller's read waits for the replica to replay the caller's own "
-        "last write before it reads the primary instead",
+        "last write before it reads the primary instead; 0 = read the primary at once",
     )
     db_echo: bool = False
 
@@ -245,6 +257,8 @@ class CoreSettings(CourtyardSettings):
     shutdown_drain: float = Field(
         5.0,
         ge=0,
+        le=3600,
+        allow_inf_nan=False,
         description="seconds `courtyard serve` keeps serving after SIGTERM, /health/ready "
         "answering 503 so that a load balancer stops sending traffic, before it shuts down; "
         "a second SIGTERM or SIGINT ends the drain; 0 = shut down at once",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
 from sqlalchemy import event, select
@@ -21,15 +21,17 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool, StaticPool
 from core.db.pool import FairAsyncQueuePool
 from core.db.read_routing import ReadRouting
 from core.db.replica import ReplicaMonitor
-from core.db.unit_of_work import AFTER_EVERY_COMMIT, AfterCommit, AppSession
+from core.db.unit_of_work import AFTER_A_WRITE, AfterCommit, AppSession, track_writes
 from core.db.write_marks import MARK_MARGIN, WriteMarks, open_write_marks
-from core.hookspecs import Degraded
 from core.settings import CoreSettings
 
 
-def _engine_options(url: str, settings: CoreSettings, *, migrations: bool) -> dict[str, Any]:
+def _engine_options(
+    url: str, settings: CoreSettings, *, migrations: bool, one_connection: bool = False
+) -> dict[str, Any]:
     """Pool and connection options. A migration engine keeps no pool and sets no statement
-    timeout (DDL on a large table may take long), but keeps the connect timeout.
+    timeout (DDL on a large table may take long), but keeps the connect timeout. A
+    `one_connection` engine (the replica monitor's, PostgreSQL) pools a single connection.
     """
     options: dict[str, Any] = {"echo": settings.db_echo}
     parsed = make_url(url)
@@ -59,8 +61,8 @@ def _engine_options(url: str, settings: CoreSettings, *, migrations: bool) -> di
         ) + settings.db_connect_timeout
         options.update(
             poolclass=FairAsyncQueuePool,  # first come, first served (see core.db.pool)
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
+            pool_size=1 if one_connection else settings.db_pool_size,
+            max_overflow=0 if one_connection else settings.db_max_overflow,
             pool_timeout=settings.db_pool_timeout,
             pool_recycle=1800,
         )
@@ -161,9 +163,11 @@ def _sqlite_begin_immediate(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(url: str, settings: CoreSettings, *, migrations: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str, settings: CoreSettings, *, migrations: bool = False, one_connection: bool = False
+) -> AsyncEngine:
     """An engine for `url` configured from `settings` (see `_engine_options`)."""
-    options = _engine_options(url, settings, migrations=migrations)
+    options = _engine_options(url, settings, migrations=migrations, one_connection=one_connection)
     engine = create_async_engine(url, **options)
     _network_errors_as_the_drivers(engine)
     if options.get("poolclass") is not NullPool:
@@ -225,7 +229,8 @@ class Database:
     - `primary_read_sessions()` (or `primary_read_engine` for a `CoreStatement`): a read
       that must not lag behind the primary (e.g. "is this account still active?").
 
-    With a replica, `start()` (the app's lifespan) starts watching it; `dispose()` stops."""
+    With a replica, `start()` (the app's lifespan) starts watching it, on a connection of
+    the monitor's own to each server; `dispose()` stops."""
 
     write_sessions: async_sessionmaker[AppSession]
     read_sessions: Callable[[], AbstractAsyncContextManager[AppSession]]
@@ -234,8 +239,9 @@ class Database:
     def __init__(self, settings: CoreSettings) -> None:
         self._autocommit_reads = settings.db_pooler == "none"
         self.write_engine = create_engine(settings.database_url, settings)
-        if settings.read_database_url and settings.read_database_url != settings.database_url:
-            self.read_engine = create_engine(settings.read_database_url, settings)
+        read_url = settings.read_database_url or settings.database_url
+        if read_url != settings.database_url:
+            self.read_engine = create_engine(read_url, settings)
         else:
             self.read_engine = self.write_engine
         self.primary_read_engine = self._for_reads(self.write_engine)
@@ -248,8 +254,11 @@ class Database:
             return
         replica_reads = self._for_reads(self.read_engine)
         self.replica = ReplicaMonitor(
-            self.primary_read_engine,
-            replica_reads,
+            watched=replica_reads,
+            primary=self._for_reads(
+                create_engine(settings.database_url, settings, one_connection=True)
+            ),
+            replica=self._for_reads(create_engine(read_url, settings, one_connection=True)),
             max_lag=settings.db_replica_max_lag,
             check_timeout=settings.db_connect_timeout,
         )
@@ -267,7 +276,7 @@ class Database:
         self.read_sessions = routing.read_session
         self.write_sessions = _sessions(
             self.write_engine,
-            after_every_commit=routing.remember_write if self._marks is not None else None,
+            after_a_write=routing.remember_write if self._marks is not None else None,
         )
 
     def _for_reads(self, engine: AsyncEngine) -> AsyncEngine:
@@ -285,34 +294,30 @@ class Database:
             await self.replica.start()
 
     async def ping(self) -> None:
-        """Run `SELECT 1` on the primary; raises when it cannot be reached. (The replica is
-        `check_replica`'s: without it the instance still serves, from the primary.)"""
+        """Run `SELECT 1` on the primary; raises when it cannot be reached. (The replica's
+        state is the monitor's, `replica`: without a replica the instance still serves,
+        from the primary.)"""
         async with self.primary_read_engine.connect() as connection:
             await connection.execute(select(1))
 
-    async def check_replica(self) -> None:
-        """Raise `Degraded` (reads go to the primary) when the replica is down or too far
-        behind, as last seen; nothing without a replica."""
-        if self.replica is None:
-            return
-        if not self.replica.checked:
-            await self.replica.check()
-        trouble = self.replica.trouble
-        if trouble is not None:
-            raise Degraded(f"{trouble}, reads go to the primary")
-
     async def dispose(self) -> None:
-        if self.replica is not None:
-            await self.replica.stop()
-        if self._marks is not None:
-            await self._marks.close()
-        await self.write_engine.dispose()
-        if self.has_replica:
-            await self.read_engine.dispose()
+        """Stop watching the replica and release every connection; each step runs
+        whatever the others do."""
+        async with AsyncExitStack() as steps:  # run last to first
+            if self.has_replica:
+                steps.push_async_callback(self.read_engine.dispose)
+            steps.push_async_callback(self.write_engine.dispose)
+            if self._marks is not None:
+                steps.push_async_callback(self._marks.close)
+            if self.replica is not None:
+                steps.push_async_callback(self.replica.close)
 
 
 def _sessions(
-    engine: AsyncEngine, *, after_every_commit: AfterCommit | None = None
+    engine: AsyncEngine, *, after_a_write: AfterCommit | None = None
 ) -> async_sessionmaker[AppSession]:
-    info = {AFTER_EVERY_COMMIT: after_every_commit} if after_every_commit else None
+    if after_a_write is None:
+        return async_sessionmaker(engine, class_=AppSession, expire_on_commit=False)
+    track_writes(engine)
+    info = {AFTER_A_WRITE: after_a_write}
     return async_sessionmaker(engine, class_=AppSession, expire_on_commit=False, info=info)

@@ -11,10 +11,14 @@ The callbacks run when `await session.commit()` returns; a transaction committed
 way (`async with session.begin():`) runs them at the latest when the session closes, which
 for a request's session is as soon as the route returns.
 
-A session factory may give each of its sessions work to run after every commit, before
-the work queued with `after_commit`: `async_sessionmaker(..., info={AFTER_EVERY_COMMIT:
-callback})`. `core.db.engine.Database` uses it, with a replica configured, to keep the
-caller's read-your-writes mark (`core.db.read_routing`).
+A session factory may give each of its sessions work to run after every commit of a
+transaction that wrote, after the work queued with `after_commit`:
+`async_sessionmaker(engine, ..., info={AFTER_A_WRITE: callback})`, with
+`track_writes(engine)` called once. A transaction wrote when an INSERT, UPDATE or DELETE
+ran in it, by the ORM's flush or as a Core statement on the session's connection (a write
+sent as `text()` is not seen). `core.db.engine.Database` uses it, with a replica
+configured, to keep the caller's read-your-writes mark (`core.db.read_routing`): a
+transaction that only read needs none, nor the query and the Redis call it costs.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Result, event
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import ORMExecuteState, SessionTransaction
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -40,7 +46,9 @@ AfterCommit = Callable[[], Awaitable[None] | None]
 
 _PENDING = "courtyard.after_commit.pending"  # queued, waiting for their transaction
 _READY = "courtyard.after_commit.ready"  # their transaction committed; not run yet
-AFTER_EVERY_COMMIT = "courtyard.after_every_commit"  # a session's own work after each commit
+AFTER_A_WRITE = "courtyard.after_a_write"  # a session's own work after a commit that wrote
+_WROTE = "courtyard.wrote"  # in a connection's info: a statement that writes ran
+_BEGUN_ON = "courtyard.begun_on"  # in a session's info: the connection of its transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,15 +61,37 @@ class _SyncSession(Session):
     """The synchronous session under `AppSession`; its events move the queue along."""
 
 
+def track_writes(engine: AsyncEngine) -> None:
+    """Note on `engine`'s connections when a statement that writes runs (see above)."""
+    event.listen(engine.sync_engine, "after_execute", _executed)
+
+
+def _executed(connection: Connection, statement: Any, *_: Any) -> None:
+    if getattr(statement, "is_dml", False):  # a driver-level string has no such flag
+        connection.info[_WROTE] = True
+
+
+@event.listens_for(_SyncSession, "after_begin")
+def _began(session: Session, _transaction: SessionTransaction, connection: Connection) -> None:
+    if AFTER_A_WRITE in session.info:  # whether the transaction writes matters
+        connection.info.pop(_WROTE, None)  # `info` outlives a checkout: start afresh
+        session.info[_BEGUN_ON] = connection
+
+
 @event.listens_for(_SyncSession, "after_commit")
 def _committed(session: Session) -> None:
-    """The outermost transaction committed (savepoint releases do not fire this)."""
+    """A transaction committed. A savepoint's release fires this too: what was queued
+    stays pending until the outermost transaction commits (or is dropped if it rolls
+    back)."""
+    if session.in_nested_transaction():
+        return
     pending: list[_Queued] = session.info.pop(_PENDING, [])
     ready: list[AfterCommit] = session.info.setdefault(_READY, [])
-    every: AfterCommit | None = session.info.get(AFTER_EVERY_COMMIT)
-    if every is not None:
-        ready.append(every)
     ready.extend(q.callback for q in pending)
+    connection: Connection | None = session.info.pop(_BEGUN_ON, None)
+    after_a_write: AfterCommit | None = session.info.get(AFTER_A_WRITE)
+    if after_a_write is not None and connection is not None and connection.info.pop(_WROTE, 0):
+        ready.append(after_a_write)
 
 
 @event.listens_for(_SyncSession, "after_soft_rollback")
@@ -116,6 +146,7 @@ class AppSession(AsyncSession):
             await self._run_ready()  # committed through `begin()`: the work is still due
         finally:
             self.info.pop(_PENDING, None)
+            self.info.pop(_BEGUN_ON, None)
             await super().close()
 
     async def _run_ready(self) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 
-from core.hookspecs import NotReady, ReadinessCheck, hookimpl
+from core.hookspecs import Degraded, ReadinessCheck, hookimpl
 from core.identity import Principal
 from plugins.auth.openapi import offer_password_flow
 from plugins.auth.passwords import common_passwords
@@ -68,8 +68,11 @@ class AuthHooks:
         windows = self.container.rate_limits()
 
         async def rate_limits() -> None:
+            # Degraded, not unready: sign-ins answer 503 while the storage is away, every
+            # other route serves. With the storage shared (Redis), an outage would
+            # otherwise take every instance out of rotation at once.
             if not await windows.check():
-                raise NotReady("the rate-limit storage cannot be reached")
+                raise Degraded("the rate-limit storage cannot be reached, sign-ins answer 503")
 
         return [ReadinessCheck("rate_limits", rate_limits)]
 

@@ -59,8 +59,8 @@ class AuthSettings(PluginSettings):
         None,
         repr=False,
         description="Where sign-in attempt counters live: memory:// (one instance) or "
-        "redis://host:port/db (shared by every instance). Unset: COURTYARD_REDIS_URL when "
-        "that is set, else memory://.",
+        "redis://host:port/db (shared by every instance). Unset or empty: COURTYARD_REDIS_URL "
+        "when that is set, else memory://.",
     )
     login_limit_per_account: str = Field(
         "10/minute",
@@ -91,7 +91,9 @@ class AuthSettings(PluginSettings):
     @field_validator("rate_limit_storage")
     @classmethod
     def _check_storage(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(RATE_LIMIT_SCHEMES):
+        if not value:  # "" is unset, as for COURTYARD_REDIS_URL
+            return None
+        if not value.startswith(RATE_LIMIT_SCHEMES):
             raise ValueError(f"use one of {', '.join(RATE_LIMIT_SCHEMES)}")
         return value
 

@@ -158,6 +158,57 @@ async def test_a_replica_that_cannot_be_reached_degrades_but_leaves_the_app_read
         assert listed.json()["items"] == []  # the replica's (empty) view
 
 
+async def test_a_silent_replica_leaves_the_app_ready_and_reads_on_the_primary(
+    main_plugins: None, app_client
+) -> None:
+    """A replica that accepts connections and never answers (a frozen host) takes a check
+    up to the connect timeout. A probe never waits for it: `/health/ready` answers 200 at
+    once, `database.replica` not checked yet, then unreachable by a timeout once the
+    monitor's check gives up; reads come from the primary meanwhile, without waiting for
+    the replica (a read sent there would wait for the connect timeout)."""
+    connect_timeout = 6.0
+    not_checked = "degraded: not checked yet, reads go to the primary"
+    timed_out = "degraded: unreachable (TimeoutError), reads go to the primary"
+    async with TcpProxy("127.0.0.1", 1) as silent:  # forwards nothing: partitioned at once
+        await silent.partition()
+        replica = f"postgresql+asyncpg://courtyard@127.0.0.1:{silent.port}/courtyard"
+        async with app_client(
+            enabled_plugins=PLUGINS,
+            read_database_url=replica,
+            db_connect_timeout=connect_timeout,
+            ready_timeout=1,
+        ) as client:
+            created = await client.post(ITEMS, json={"name": "on the primary"})
+            assert created.status_code == 201, created.text
+
+            async def replica_outcome() -> str:
+                response = await client.get(READY)
+                assert response.status_code == 200, response.text
+                body = response.json()
+                assert body["status"] == "degraded", body
+                assert {k: v for k, v in body["checks"].items() if k != "database.replica"} == (
+                    ALL_OK
+                ), body
+                outcome: str = body["checks"]["database.replica"]
+                return outcome
+
+            async def from_the_primary() -> None:
+                async with asyncio.timeout(connect_timeout / 2):
+                    listed = await client.get(ITEMS)
+                assert listed.status_code == 200, listed.text
+                assert [i["name"] for i in listed.json()["items"]] == ["on the primary"]
+
+            assert await replica_outcome() in (not_checked, timed_out)
+            await from_the_primary()
+            deadline = asyncio.get_running_loop().time() + connect_timeout + 10
+            while (outcome := await replica_outcome()) != timed_out:
+                assert outcome == not_checked, outcome
+                assert asyncio.get_running_loop().time() < deadline, "never found unreachable"
+                await asyncio.sleep(0.2)
+            await from_the_primary()
+    assert silent.accepted >= 1  # the monitor did try it
+
+
 # -- PostgreSQL behind a proxy -----------------------------------------------------------------
 
 if "postgresql" in backends():

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from core.app import create_app
+from core.caller import caller_id
 from tests.conftest import make_settings, running
 from tests.support.problems import assert_problem
 
@@ -108,6 +109,29 @@ async def test_required_role_lets_the_caller_through(trusting: httpx.AsyncClient
     response = await trusting.get(ADMIN_ONLY, headers={"x-test-user": "usr_x:admin,other"})
     assert response.status_code == 200, response.text
     assert response.json() == {"user_id": "usr_x"}
+
+
+async def test_a_callers_id_does_not_outlive_their_request(
+    main_plugins: None, tmp_path: Path
+) -> None:
+    """The caller the database layer routes reads by (`core.caller`), set once a request's
+    principal is resolved, is gone before the next request runs in the same task (as
+    httpx.ASGITransport runs them all in the client's): an anonymous request after a
+    signed-in one neither reads nor writes as that caller."""
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}", enabled_plugins="alpha"
+    )
+    app = create_app(settings, plugin_settings={"alpha": {"trust_test_header": True}})
+
+    async def seen_caller() -> dict[str, str | None]:
+        return {"caller": caller_id.get()}
+
+    app.add_api_route("/test/caller", seen_caller)
+    async with running(app) as client:
+        signed_in = await client.get(WHOAMI, headers={"x-test-user": "usr_x"})
+        assert signed_in.status_code == 200, signed_in.text
+        assert caller_id.get() is None  # nothing left behind in the client's task
+        assert (await client.get("/test/caller")).json() == {"caller": None}
 
 
 # -- OpenAPI: Swagger's "Authorize" button -----------------------------------------------------

@@ -6,14 +6,17 @@ made on the primary (through the app, or behind its back) is there on the primar
 
 - a caller who changed something reads the change back, on this instance and, with the
   marks in Redis, on another; a read that may lag (another caller's) still comes from the
-  replica;
+  replica; with Redis silent, or the replica gone silent during the wait for it, the
+  caller's reads come from the primary without waiting long;
 - a replica that is stopped, or lags past COURTYARD_DB_REPLICA_MAX_LAG, is skipped (reads
   go to the primary, `/health/ready` stays 200 and says `database.replica` is degraded),
-  and used again once it is back;
+  and used again once it is back; the app's full replica pool is not the replica down;
 - without the primary the instance is not ready (503).
 
-The Redis case exists only when COURTYARD_TEST_REDIS_URL is set (as in
-tests/plugins/auth/test_throttling.py); it removes the marks it made, and nothing else.
+The case with marks shared in Redis exists only when COURTYARD_TEST_REDIS_URL is set (as
+in tests/plugins/auth/test_throttling.py); it removes the marks it made, and nothing else.
+A silent Redis (or replica) is a TCP proxy that accepts connections and forwards nothing
+(tests/support/tcpproxy.py).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from sqlmodel import func, select
 
 from core.app import create_app
 from core.db import AppSession, Database
-from core.db.replica import RETRY_DOWN_AFTER
+from core.db.replica import CHECK_INTERVAL, RETRY_DOWN_AFTER
 from core.db.write_marks import REDIS_KEY_PREFIX
 from tests.conftest import make_settings, migrate, running
 from tests.support.databases import PG_ENV
@@ -48,6 +51,7 @@ from tests.support.pg_cluster import (
     streaming_replica,
 )
 from tests.support.problems import assert_problem
+from tests.support.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.postgres
 
@@ -153,15 +157,16 @@ async def rename_on_the_primary(pair: Pair, user_id: str, name: str) -> None:
 @asynccontextmanager
 async def instance(pair: Pair, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
     """An app instance reading from the replica; its failed-login counters stay in memory
-    (`COURTYARD_AUTH__RATE_LIMIT_STORAGE` wins over `COURTYARD_REDIS_URL`)."""
+    (`COURTYARD_AUTH__RATE_LIMIT_STORAGE` wins over `COURTYARD_REDIS_URL`). The app is
+    `client.app`."""
     settings = make_settings(
         pair.primary_url,
-        read_database_url=pair.replica_url,
         enabled_plugins=PLUGINS,
-        **{**FAST_FAILURE, **overrides},
+        **{"read_database_url": pair.replica_url, **FAST_FAILURE, **overrides},
     )
     app = create_app(settings, plugin_settings={"auth": {"rate_limit_storage": "memory://"}})
     async with running(app) as client:
+        client.app = app  # type: ignore[attr-defined]
         yield client
 
 
@@ -256,6 +261,65 @@ async def test_without_redis_a_callers_mark_stays_on_its_instance(pair: Pair) ->
             assert renamed.status_code == 200, renamed.text
             assert await name_seen(one, ann, ann.id) == "Ann Renamed"
             assert await name_seen(two, ann, ann.id) == "Ann"
+
+
+async def test_while_redis_does_not_answer_a_callers_reads_go_to_the_primary(
+    pair: Pair,
+) -> None:
+    """A caller's mark cannot be known (Redis hangs): the caller's reads go to the primary,
+    which has whatever the caller wrote. Redis is asked once, then left alone for a few
+    seconds: the reads that follow do not wait for it."""
+    async with TcpProxy("127.0.0.1", 1) as redis:  # forwards nothing: partitioned at once
+        await redis.partition()
+        async with instance(pair, redis_url=f"redis://127.0.0.1:{redis.port}/0") as client:
+            ann = await signed_up(client, "Ann")
+            async with replay_paused(pair):
+                await rename_on_the_primary(pair, ann.id, "Renamed on the primary")
+                for _ in range(5):
+                    assert await name_seen(client, ann, ann.id) == "Renamed on the primary"
+        assert redis.accepted == 1
+
+
+async def test_a_callers_wait_for_the_replica_is_bounded_even_when_it_goes_silent(
+    pair: Pair,
+) -> None:
+    """The replica stops answering (a network partition) just as a caller who wrote reads:
+    the look at its replay position ends with COURTYARD_DB_REPLICA_WAIT, and the primary
+    answers, far sooner than the driver's own command timeout (over 30 s)."""
+    async with TcpProxy("127.0.0.1", pair.replica.port) as proxy:
+        replica_url = f"postgresql+asyncpg://{SUPERUSER}@127.0.0.1:{proxy.port}/{DATABASE}"
+        # No ping before a pooled connection is used: the look itself meets the silence.
+        async with instance(
+            pair, read_database_url=replica_url, db_ping_idle_after=60, db_replica_wait=0.5
+        ) as client:
+            ann = await signed_up(client, "Ann")
+            await caught_up(pair)
+            assert await name_seen(client, ann, ann.id) == "Ann"  # a replica connection, pooled
+            async with replay_paused(pair):
+                renamed = await client.patch(
+                    f"{USERS}/me", json={"name": "Ann Renamed"}, headers=ann.headers
+                )
+                assert renamed.status_code == 200, renamed.text
+                await proxy.partition()
+                async with asyncio.timeout(10):
+                    assert await name_seen(client, ann, ann.id) == "Ann Renamed"
+            await proxy.restore()
+
+
+async def test_the_monitor_does_not_take_a_full_pool_for_a_replica_down(pair: Pair) -> None:
+    """The monitor checks on connections of its own: requests holding every connection
+    of the app's replica pool leave the replica usable. A read that then finds no
+    connection free in time goes to the primary (and skips the replica a moment)."""
+    async with instance(pair, db_pool_size=1, db_max_overflow=0) as client:
+        database = client.app.state.database  # type: ignore[attr-defined]
+        ann = await signed_up(client, "Ann")
+        await eventually(lambda: replica_ok(client), 5, "the replica found fresh")
+        async with database.read_sessions() as held:
+            assert await in_recovery(held)  # the one connection of the replica pool, held
+            for _ in range(2):  # checks run meanwhile, each would wait for the full pool
+                await asyncio.sleep(CHECK_INTERVAL + FAST_FAILURE["db_pool_timeout"])
+                assert await replica_check(client) == "ok"
+            assert await name_seen(client, ann, ann.id) == "Ann"
 
 
 # -- a replica that is down or behind --------------------------------------------------------

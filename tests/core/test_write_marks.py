@@ -21,6 +21,7 @@ from core.db.write_marks import (
     RedisWriteMarks,
     open_write_marks,
 )
+from tests.support.tcpproxy import TcpProxy
 
 REDIS_URL = os.environ.get("COURTYARD_TEST_REDIS_URL")
 CLOSED_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
@@ -61,6 +62,24 @@ async def test_an_unreachable_redis_is_one_error_of_ours() -> None:
             await marks.remember("usr_a", 1)
     finally:
         await marks.close()
+
+
+async def test_after_a_failure_redis_is_left_alone_for_a_while() -> None:
+    """A Redis that hangs costs one command its timeout; the commands that follow, for a
+    few seconds, answer at once that the mark is unknown, without connecting again (a
+    request, and each of its reads, would otherwise wait for it)."""
+    async with TcpProxy("127.0.0.1", 1) as silent:  # forwards nothing: partitioned at once
+        await silent.partition()
+        marks = RedisWriteMarks(f"redis://127.0.0.1:{silent.port}/0", keep_for=1)
+        try:
+            for _ in range(5):
+                with pytest.raises(MarksUnavailable):
+                    await marks.latest("usr_a")
+            with pytest.raises(MarksUnavailable):
+                await marks.remember("usr_a", 1)
+        finally:
+            await marks.close()
+        assert silent.accepted == 1
 
 
 def test_marks_live_in_redis_only_when_it_is_configured() -> None:

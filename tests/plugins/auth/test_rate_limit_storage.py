@@ -47,3 +47,10 @@ def test_auths_own_storage_wins_from_the_environment(monkeypatch: pytest.MonkeyP
     url, storage = counters(redis_url=SHARED)
     assert url == "memory://"
     assert isinstance(storage, MemoryStorage)
+
+
+def test_an_empty_storage_of_auths_own_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As an empty COURTYARD_REDIS_URL does: the shared Redis, else memory."""
+    monkeypatch.setenv("COURTYARD_AUTH__RATE_LIMIT_STORAGE", "")
+    assert counters(redis_url=SHARED)[0] == SHARED
+    assert counters()[0] == "memory://"

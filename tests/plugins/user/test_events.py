@@ -211,6 +211,21 @@ async def test_a_rolled_back_savepoint_drops_its_events_and_keeps_the_rest(
     assert await users.rows('SELECT email FROM "user"') == [("kept@example.com",)]
 
 
+async def test_a_transaction_rolled_back_after_a_released_savepoint_fires_nothing(
+    users: UserApp,
+) -> None:
+    """Each create runs its insert in a savepoint of its own. Releasing Ida's must not
+    make Hal's event, queued before it, due: both go with the transaction's rollback."""
+    directory = users.app.state.kernel.container_of("user").directory
+    async with users.app.state.database.write_sessions() as session:
+        await directory(session=session).create("hal@example.com", "Hal")
+        await directory(session=session).create("ida@example.com", "Ida")
+        await session.rollback()
+
+    assert await created_emails(users) == []
+    assert await users.rows('SELECT email FROM "user"') == []
+
+
 async def test_losing_the_email_race_keeps_the_callers_earlier_work(
     users: UserApp, database_url: str
 ) -> None:
