@@ -6,7 +6,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test resilience lint fmt migrate clean bench
+.PHONY: install run test resilience scale scale-report lint fmt migrate clean bench
 
 install: $(STAMP)
 
@@ -33,6 +33,21 @@ test: install
 # COURTYARD_TEST_DATABASE_URL set (as CI does) the PostgreSQL-only parts run too.
 resilience: install
 	$(BIN)/python -m pytest -m resilience tests/resilience $(PYTEST_ARGS)
+
+# Several `courtyard serve` instances behind HAProxy, through pgbouncer to a private
+# PostgreSQL primary and its streaming replica, sharing Redis db 12 on 127.0.0.1:6379:
+# rolling restart under load, logout and failed-login limits across instances, concurrent
+# migrations and purges, read-your-writes and a stopped replica (under 2 minutes). Needs
+# the PostgreSQL server programs, pgbouncer, haproxy and Redis; fails saying which is missing.
+scale: install
+	$(BIN)/python -m pytest -m scale tests/scale $(PYTEST_ARGS)
+
+# Not a test: requests/s through HAProxy with 1, 2 and 3 instances, and the replica's
+# share of reads, printed as a table (about 3.5 minutes; needs wrk as well).
+scale-report: install
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && apt-get install -y wrk; } \
+		|| { echo "make scale-report needs wrk: install it with your OS packages (apt-get install wrk)"; exit 2; }
+	$(BIN)/python -m tests.scale.throughput
 
 lint: install
 	$(BIN)/ruff check .
