@@ -1,7 +1,9 @@
 """Who the current request acts for, as the database layer sees it: the principal's user
 id, or None (anonymous, a command, the app's own tasks started outside a request).
 
-`core.identity.optional_principal` sets it once the principal is resolved, and the request
+`core.identity.optional_principal` sets it once the principal is resolved; a sign-in
+names the user it signs in with `act_for` (the request came without a principal, and the
+new user's next reads must see what was written for them); and the request
 middleware (`core.middleware`) starts every request at None and puts back what was there
 before as the request ends. `optional_principal` is an async dependency: FastAPI runs it
 in the request's own context, so the endpoint and the services it calls see what it set.
@@ -27,3 +29,10 @@ from __future__ import annotations
 from contextvars import ContextVar
 
 caller_id: ContextVar[str | None] = ContextVar("courtyard_caller_id", default=None)
+
+
+def act_for(user_id: str) -> None:
+    """From now until the request ends, the work in progress acts for `user_id`: for a
+    sign-up or sign-in, whose user is known only once the account is, so that what the
+    transaction writes is recorded as that user's (read-your-writes)."""
+    caller_id.set(user_id)

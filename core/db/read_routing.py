@@ -50,7 +50,11 @@ from core.db.write_marks import MarksUnavailable, WriteMarks
 logger = logging.getLogger("courtyard.db")
 
 POLL_INTERVAL = 0.02  # seconds between two looks at the replica's replay position
-MARK_TIMEOUT = 1.0  # seconds keeping a caller's mark may take after a commit
+# Seconds keeping a caller's mark may take after a commit: the primary's WAL position, then
+# the store, which bounds a Redis command itself (REDIS_TIMEOUT) and, when Redis fails,
+# stops asking it for a while. Longer than that bound, so Redis's own timeout ends a
+# hanging call and is seen as a failure, not cut short from outside.
+MARK_TIMEOUT = 2.0
 
 _WAL_END = select(func.pg_current_wal_insert_lsn())
 _REPLAYED = select(func.pg_last_wal_replay_lsn())

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from core.caller import act_for
 from core.db import AppSession, Database, Page, PageParams, is_valid_id, new_id, utcnow
 from core.errors import ForbiddenError, NotFoundError, UnauthorizedError
 from plugins.auth.api import Client, SignedIn, Tokens, invalid_credentials
@@ -344,7 +345,9 @@ class AuthService:
         await self._set_password(user_id, password_hash, keep=None, check=check)
 
     async def _open_session(self, session: AppSession, user: User, client: Client) -> Tokens:
-        """A new session and its first refresh token, inserted in `session`'s transaction."""
+        """A new session and its first refresh token, inserted in `session`'s transaction;
+        from now on the request acts for `user` (its next reads see this transaction)."""
+        act_for(user.id)
         row, refresh, secret = self._new_session(user.id, client)
         await AuthRepository(session).open_session(row, refresh)
         return self._tokens(user, row["id"], row["expires_at"], secret)

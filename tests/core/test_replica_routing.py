@@ -222,8 +222,8 @@ if REDIS_URL:
                 pair.primary, "UPDATE \"user\" SET role = 'admin' WHERE id = $1", admin.id
             )
             try:
-                # Signing up is anonymous: no caller, no mark.
-                assert await redis.get(REDIS_KEY_PREFIX + ann.id) is None
+                # Signing up wrote for Ann: her mark is there before she acts with a token.
+                assert await redis.get(REDIS_KEY_PREFIX + ann.id) is not None
                 async with replay_paused(pair):
                     renamed = await one.patch(
                         f"{USERS}/me", json={"name": "Ann Renamed"}, headers=ann.headers
@@ -246,6 +246,30 @@ if REDIS_URL:
                 await eventually(replayed, 10, "the replica showing the rename")
             finally:
                 await redis.delete(REDIS_KEY_PREFIX + ann.id, REDIS_KEY_PREFIX + admin.id)
+                await redis.aclose()
+
+    async def test_a_new_user_reads_their_own_account_at_once_on_every_instance(
+        pair: Pair,
+    ) -> None:
+        """Stops: a sign-up answered 201 whose user then gets 404 for their own account from
+        a replica that has not replayed it (the sign-up came without a principal, so its
+        write was nobody's)."""
+        shared = {"redis_url": REDIS_URL}
+        redis = Redis.from_url(REDIS_URL, decode_responses=True)
+        async with (
+            instance(pair, **shared) as one,
+            instance(pair, **shared) as two,
+            replay_paused(pair),
+        ):
+            cat = await signed_up(one, "Cat")
+            try:
+                assert await name_seen(one, cat, cat.id) == "Cat"
+                assert await name_seen(two, cat, cat.id) == "Cat"
+                # The replica really lacks her: the reads above came from the primary.
+                query = 'SELECT count(*) FROM "user" WHERE id = $1'
+                assert await fetchval(pair.replica, query, cat.id) == 0
+            finally:
+                await redis.delete(REDIS_KEY_PREFIX + cat.id)
                 await redis.aclose()
 
 
