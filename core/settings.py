@@ -108,11 +108,61 @@ def normalize_database_url(value: str) -> str:
         url = url.set(drivername="postgresql+asyncpg")
         if not url.database:
             raise ValueError("a PostgreSQL URL must name a database")
+        check_postgres_hosts(url)
     elif backend == "sqlite":
         url = url.set(drivername="sqlite+aiosqlite")
     else:
         raise ValueError(f"unsupported database {backend!r}; use PostgreSQL or SQLite")
     return url.render_as_string(hide_password=False)
+
+
+# asyncpg's `target_session_attrs` values: which of the named hosts a connection may use.
+SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
+_MULTI_HOST_FORMS = "host=h1:p1&host=h2:p2 or host=h1,h2&port=p1,p2"
+
+
+def check_postgres_hosts(url: URL) -> None:
+    """Raise ValueError (one line) for a PostgreSQL URL whose hosts the driver would reject
+    only when the first connection is made, or would read otherwise than written.
+
+    Several hosts (for failover: `?host=h1:p1&host=h2:p2&target_session_attrs=read-write`)
+    each need a port, as asyncpg takes no default one for them; a port with more than one
+    colon (an IPv6 address) would be cut at the first. A host before the database as well
+    as `host=` parameters would silently lose the former. One `host=` alone (e.g. a socket
+    folder) is the ordinary single-host form and is left as it is.
+    """
+    attrs = url.query.get("target_session_attrs")
+    if attrs is not None and attrs not in SESSION_ATTRS:
+        raise ValueError(f"target_session_attrs={attrs!r} is not one of {', '.join(SESSION_ATTRS)}")
+    hosts, ports = url.query.get("host"), url.query.get("port")
+    several = isinstance(hosts, tuple) or (isinstance(hosts, str) and "," in hosts)
+    if not several:
+        return
+    if url.host or url.port:
+        raise ValueError(
+            "name the hosts either before the database (user@host:port/db) or as host= "
+            "parameters, not both"
+        )
+    if isinstance(hosts, tuple):
+        if ports is not None:
+            raise ValueError(f"give each host its port in host=, not port= ({_MULTI_HOST_FORMS})")
+        for entry in hosts:
+            name, _, port = entry.partition(":")
+            if not name or not port.isdecimal():
+                raise ValueError(
+                    f"host={entry!r}: each of several hosts needs its port, as name:port "
+                    f"({_MULTI_HOST_FORMS})"
+                )
+        return
+    names = hosts.split(",") if isinstance(hosts, str) else []
+    numbers = ports.split(",") if isinstance(ports, str) else []
+    if len(numbers) != len(names) or not all(
+        name and number.isdecimal() for name, number in zip(names, numbers, strict=True)
+    ):
+        raise ValueError(
+            f"host={hosts!r} needs a port for each host, in the same order: port=p1,p2 "
+            f"({_MULTI_HOST_FORMS})"
+        )
 
 
 REDIS_SCHEMES = ("redis", "rediss")

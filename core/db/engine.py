@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -132,7 +133,11 @@ def _network_errors_as_the_drivers(engine: AsyncEngine) -> None:
     through raw, and a raw OSError tells nothing about where it came from. Turned into the
     driver's error here, at the one place connections are opened, every connection failure
     reaches the one classification (an outage, 503), on every path that connects, while an
-    OSError of the app's own (a file, a socket of its own) stays what it is."""
+    OSError of the app's own (a file, a socket of its own) stays what it is.
+
+    Likewise when a URL names several hosts with `target_session_attrs` (failover) and each
+    answered but none would do (e.g. none accepts writes while a replica is being promoted):
+    the driver reports that as an internal error, yet it is an outage to retry, not a bug."""
     dbapi = engine.dialect.loaded_dbapi
 
     @event.listens_for(engine.sync_engine, "do_connect")
@@ -141,6 +146,21 @@ def _network_errors_as_the_drivers(engine: AsyncEngine) -> None:
             return dialect.connect(*cargs, **cparams)
         except OSError as exc:
             raise dbapi.OperationalError(f"cannot reach the database: {exc}") from exc
+        except Exception as exc:
+            if not _no_host_matched(exc):
+                raise
+            raise dbapi.OperationalError(f"no database host will do now: {exc}") from exc
+
+
+def _no_host_matched(error: BaseException | None) -> bool:
+    """True when `error` (or its cause) is asyncpg's "none of the hosts match the target
+    attribute requirement" (not imported: only a connection of asyncpg raises it)."""
+    driver = sys.modules.get("asyncpg")
+    while driver is not None and error is not None:
+        if isinstance(error, driver.exceptions.TargetServerAttributeNotMatched):
+            return True
+        error = error.__cause__
+    return False
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -266,6 +266,16 @@ def test_the_secret_never_appears_in_error_messages(monkeypatch: pytest.MonkeyPa
         ("COURTYARD_DATABASE_URL", "mysql://app@db/courtyard", "unsupported database 'mysql'"),
         ("COURTYARD_DATABASE_URL", "postgresql://app@db", "must name a database"),
         ("COURTYARD_READ_DATABASE_URL", "://replica", "not a database URL"),
+        # Several hosts (failover): refused at start, not at the first connection.
+        ("COURTYARD_DATABASE_URL", "postgresql://app@/db?host=a&host=b:5432", "needs its port"),
+        ("COURTYARD_DATABASE_URL", "postgresql://app@/db?host=a,b&port=5432", "port for each"),
+        ("COURTYARD_DATABASE_URL", "postgresql://app@/db?host=a:1:2&host=b:2", "needs its port"),
+        ("COURTYARD_DATABASE_URL", "postgresql://app@x/db?host=a:1&host=b:2", "not both"),
+        (
+            "COURTYARD_DATABASE_URL",
+            "postgresql://app@db/db?target_session_attrs=writable",
+            "target_session_attrs='writable' is not one of",
+        ),
     ],
 )
 def test_malformed_database_url_is_one_line_naming_the_variable(
@@ -296,6 +306,11 @@ def test_a_database_password_is_not_echoed_in_errors(monkeypatch: pytest.MonkeyP
         ("postgresql://app@db/courtyard", "postgresql+asyncpg://app@db/courtyard"),
         ("postgresql+psycopg2://app@db/courtyard", "postgresql+asyncpg://app@db/courtyard"),
         ("postgresql+asyncpg://app@db/courtyard", "postgresql+asyncpg://app@db/courtyard"),
+        (
+            "postgresql://app@/courtyard?host=db1:5432&host=db2:5432&target_session_attrs=read-write",
+            "postgresql+asyncpg://app@/courtyard?host=db1%3A5432&host=db2%3A5432"
+            "&target_session_attrs=read-write",
+        ),
         ("sqlite:///./courtyard.db", "sqlite+aiosqlite:///./courtyard.db"),
         ("sqlite:////var/lib/courtyard.db", "sqlite+aiosqlite:////var/lib/courtyard.db"),
     ],
