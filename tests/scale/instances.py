@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.served import SERVE, STARTUP_DEADLINE, free_port
+from tests.support.served import SERVE, STARTUP_DEADLINE, free_port, wait_or_kill
 
 STOP_DEADLINE = 10.0  # seconds a stopped instance may take to exit after its drain
 
@@ -122,13 +122,8 @@ class Instance:
         self.interrupt()
         process, self.process = self.process, None
         self._interrupted = False
-        if process is None:
-            return
-        try:
-            process.wait(timeout=STOP_DEADLINE)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_DEADLINE)
+        if process is not None:
+            wait_or_kill(process, STOP_DEADLINE)
 
     def _running(self) -> subprocess.Popen[str]:
         if self.process is None:

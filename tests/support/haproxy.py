@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.served import free_port
+from tests.support.served import free_port, stop_process
 
 READY_PATH = "/health/ready"
 _CONFIG = """
@@ -213,10 +213,5 @@ def haproxy(servers: Mapping[str, int], check: HealthCheck) -> Iterator[Balancer
         _wait_until_listening(port, balancer)
         yield balancer
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=10)
         shutil.rmtree(root, ignore_errors=True)

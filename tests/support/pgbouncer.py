@@ -26,7 +26,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from tests.support.pg_cluster import SUPERUSER
-from tests.support.served import free_port
+from tests.support.served import free_port, stop_process
 
 SERVER_POOL_SIZE = 2
 _CONFIG = """
@@ -111,10 +111,5 @@ def pgbouncer(server_url: str) -> Iterator[str]:
         _wait_until_listening(listen_port, process, root / "pgbouncer.log")
         yield server.set(host="127.0.0.1", port=listen_port).render_as_string(hide_password=False)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=10)
         shutil.rmtree(root, ignore_errors=True)

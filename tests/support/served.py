@@ -61,12 +61,22 @@ def serving(
         try:
             yield f"http://127.0.0.1:{port}", process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_DEADLINE)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_DEADLINE)
+            stop_process(process)
+
+
+def wait_or_kill(process: subprocess.Popen[str], timeout: float = STOP_DEADLINE) -> None:
+    """Wait for `process` to end, killing it if it has not within `timeout` seconds."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
+def stop_process(process: subprocess.Popen[str], timeout: float = STOP_DEADLINE) -> None:
+    """SIGTERM, then `wait_or_kill`: a test's helper process ends whatever its state."""
+    process.terminate()
+    wait_or_kill(process, timeout)
 
 
 def server_output(log: Path) -> str:
