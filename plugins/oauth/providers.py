@@ -6,6 +6,10 @@ Authlib 1.9 deprecates in favour of an `httpx2` package this project does not us
 comes back is turned into a `ProviderAccount`
 only after it is proven: for OpenID Connect by the ID token (see `oidc.py`), for GitHub by
 its API, asked with the access token the code was just exchanged for.
+
+httpx, Authlib and joserfc come with the `oauth` extra (`pip install 'courtyard[oauth]'`).
+Only `registry.py` imports this module and `oidc.py`, when a configured provider is first
+used; configuring one without the extra is refused with the settings (`settings.py`).
 """
 
 from __future__ import annotations

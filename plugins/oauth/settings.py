@@ -5,8 +5,12 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from core.extras import require_extra
 from core.settings import PluginSettings
 from plugins.oauth.config import OAuthProviderConfig, check_url, parse_allowlist, parse_providers
+
+# What plugins/oauth/providers.py and oidc.py import: installed by `courtyard[oauth]`.
+OAUTH_EXTRA_MODULES = ("httpx", "authlib", "joserfc")
 
 
 class OAuthSettings(PluginSettings):
@@ -49,6 +53,8 @@ class OAuthSettings(PluginSettings):
                 data = {**data, "providers": parse_providers(data["providers"])}
             except ValueError as exc:
                 raise ValueError(f"COURTYARD_OAUTH__PROVIDERS: {exc}") from None
+            if data["providers"]:  # the providers' clients are the `oauth` extra's
+                require_extra("COURTYARD_OAUTH__PROVIDERS", "oauth", OAUTH_EXTRA_MODULES)
         return data
 
     @field_validator("redirect_allowlist", mode="before")

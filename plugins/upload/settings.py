@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from core.extras import require_extra
 from core.settings import PluginSettings
 
 MiB = 1024 * 1024
@@ -104,8 +105,10 @@ class UploadSettings(PluginSettings):
     def _check_backend(self) -> Self:
         if self.pending_ttl < self.upload_url_ttl:
             raise ValueError("pending_ttl must be at least upload_url_ttl")
-        if self.backend == "s3" and not self.s3_bucket:
-            raise ValueError("s3_bucket is required when backend is 's3'")
+        if self.backend == "s3":
+            require_extra("COURTYARD_UPLOAD__BACKEND=s3", "s3", ["aiobotocore", "botocore"])
+            if not self.s3_bucket:
+                raise ValueError("s3_bucket is required when backend is 's3'")
         if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
             raise ValueError("set both s3_access_key_id and s3_secret_access_key, or neither")
         return self

@@ -14,11 +14,11 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
+from core.db.redis_write_marks import RedisWriteMarks
 from core.db.write_marks import (
     REDIS_KEY_PREFIX,
     LocalWriteMarks,
     MarksUnavailable,
-    RedisWriteMarks,
     open_write_marks,
 )
 from tests.support.tcpproxy import TcpProxy

@@ -5,6 +5,10 @@ Clients upload with a presigned POST whose policy pins the exact key, the exact 
 service refuses anything else; the server checks the stored object again on completion
 regardless. Downloads are presigned GETs that answer as an attachment with the declared
 type. The client is opened on first use and reopened after `close()`.
+
+aiobotocore comes with the `s3` extra (`pip install 'courtyard[s3]'`): `open_storage`
+imports this module only for `COURTYARD_UPLOAD__BACKEND=s3`, which the settings refuse
+without the extra.
 """
 
 from __future__ import annotations
