@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -13,6 +13,8 @@ from fastapi import APIRouter, FastAPI
 from fastapi.telemetry import TelemetryConfig
 
 from core import __version__
+from core.api_docs import add_docs_routes
+from core.cors import add_cors
 from core.db.engine import Database
 from core.errors import install_error_handlers, problem_responses
 from core.forwarded import apply_forwarded_headers, refuse_untrusted_forwarded
@@ -20,10 +22,11 @@ from core.health import add_health_routes
 from core.hooks import call_hook
 from core.hookspecs import Degraded, NotReady, ReadinessCheck
 from core.kernel import Kernel
-from core.logging import keep_parameters_out_of_logs
+from core.logging import configure_logging, keep_parameters_out_of_logs
 from core.middleware import RequestContextMiddleware
 from core.migrator import MigrationError, Migrator
-from core.openapi import document_problems
+from core.openapi import API_DESCRIPTION, document_problems
+from core.openapi_limits import state_setting_bounds
 from core.plugin import API_PREFIX, Plugin, PluginError
 from core.settings import CoreSettings
 from core.state import AppState
@@ -64,8 +67,13 @@ def _assemble(
 ) -> FastAPI:
     keep_parameters_out_of_logs()
     kernel = Kernel.build(settings, plugin_settings=plugin_settings)
+    configure_logging(kernel.settings)  # unless already set up: see core/logging.py
     app = FastAPI(
         title="Courtyard",
+        description=API_DESCRIPTION,
+        # Served by `add_docs_routes` from the app itself, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
         telemetry=None if kernel.settings.opentelemetry else _NO_TELEMETRY,
         version=__version__,
         lifespan=_lifespan,
@@ -79,9 +87,21 @@ def _assemble(
     app.state = AppState(kernel)  # the one object kept there: see core.state
     install_error_handlers(app)
     document_problems(app)
+    state_setting_bounds(app, kernel.plugin_settings)
+    # Each added outside those before. A request meets: forwarded headers, CORS, metrics,
+    # the request context, the untrusted-forwarded refusal, the plugins' middleware (plugin
+    # order), then the routes. (A refused request reaches no plugin's middleware.)
+    for middleware in reversed(kernel.middleware()):
+        app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
     app.add_middleware(refuse_untrusted_forwarded, allow_ips=kernel.settings.forwarded_allow_ips)
     app.add_middleware(RequestContextMiddleware, max_body=kernel.settings.max_request_body)
+    if kernel.settings.metrics:
+        from core.metrics import install_metrics  # prometheus_client only when asked for
+
+        install_metrics(app, kernel)
+    add_cors(app, kernel.settings)
     app.add_middleware(apply_forwarded_headers, allow_ips=kernel.settings.forwarded_allow_ips)
+    add_docs_routes(app)
     add_health_routes(app)
     for plugin in kernel.plugins:  # validated: no two share a prefix
         if plugin.router is not None:
@@ -89,7 +109,7 @@ def _assemble(
                 _build_router(plugin, kernel),
                 prefix=f"{API_PREFIX}/{plugin.url_prefix}",
                 tags=[plugin.openapi_tag],
-                responses=problem_responses(422, 500),
+                responses=problem_responses(500),  # 422 where it can be: core/openapi.py
             )
     return app
 
@@ -113,12 +133,22 @@ def _build_router(plugin: Plugin, kernel: Kernel) -> APIRouter:
 
 def _core_checks(database: Database, migrator: Migrator) -> list[ReadinessCheck]:
     async def migrations() -> None:
+        """Unready while an enabled plugin's branch is behind. Only degraded while
+        `alembic_version` holds the row of a plugin no longer installed: the installed
+        plugins' tables are as they should be."""
         try:
-            behind = await migrator.pending(database.write_engine)
+            survey = await migrator.survey(database.write_engine)
         except MigrationError as exc:
             raise NotReady(str(exc)) from exc
-        if behind:
-            raise NotReady(f"not at head: {', '.join(behind)} (run `courtyard db upgrade`)")
+        orphaned = (
+            f"orphaned: revision {', '.join(survey.orphaned)} of a plugin no longer "
+            "installed (see `courtyard db current`)"
+        )
+        if survey.behind:
+            behind = f"not at head: {', '.join(survey.behind)} (run `courtyard db upgrade`)"
+            raise NotReady(f"{behind}; {orphaned}" if survey.orphaned else behind)
+        if survey.orphaned:
+            raise Degraded(orphaned)
 
     checks = [ReadinessCheck("database", database.ping), ReadinessCheck("migrations", migrations)]
     monitor = database.replica
@@ -161,6 +191,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     database: Database = root.database()
     migrator = Migrator(kernel)
     started: list[str] = []
+    stop_tracing = _start_tracing(database) if settings.opentelemetry else None
     try:  # however startup ends, started plugins are stopped and the engines disposed
         try:
             await asyncio.to_thread(migrator.prepare)
@@ -183,5 +214,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await call_hook(kernel.pm.hook.shutdown, only={name}, app=app)
             except Exception as exc:  # one plugin's failure must not keep the others running
                 logger.exception("plugin %r failed to stop: %s", name, exc)
+        if stop_tracing is not None:
+            stop_tracing()
         await database.dispose()
         gc.unfreeze()
+
+
+def _start_tracing(database: Database) -> Callable[[], None]:
+    from core.telemetry import start_tracing  # OpenTelemetry's SDK parts only when on
+
+    return start_tracing(database)

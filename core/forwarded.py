@@ -8,7 +8,8 @@ peers listed in `COURTYARD_FORWARDED_ALLOW_IPS`, by the app itself, whatever ser
   anything else (request logging, rate limits through `request.client`) reads them. A
   header from any other peer is ignored.
 - `refuse_untrusted_forwarded`, inside the request-context middleware (so its problem
-  carries a request id), when the list is empty (trust nobody): a server can apply forwarded
+  carries a request id) and outside the plugins' middleware (which never sees a refused
+  request), when the list is empty (trust nobody): a server can apply forwarded
   headers before the app is called (plain `uvicorn` trusts 127.0.0.1 by default), and the
   peer it replaced cannot be recovered. What gives that away is the client address being
   one of the request's own `X-Forwarded-For` entries: only such a step puts it there (a

@@ -17,6 +17,8 @@ import pluggy
 if TYPE_CHECKING:
     import typer
     from fastapi import FastAPI, Request
+    from prometheus_client.registry import Collector
+    from starlette.middleware import Middleware
 
     from core.identity import Principal
 
@@ -59,6 +61,19 @@ def register_commands() -> Iterable[typer.Typer]:
 @hookspec
 def register_readiness_checks() -> Iterable[ReadinessCheck]:
     """Return the checks `/health/ready` runs for this plugin."""
+    raise NotImplementedError
+
+
+@hookspec
+def register_middleware() -> Iterable[Middleware]:
+    """Return ASGI middleware (`starlette.middleware.Middleware`) that sees every request,
+    inside the core's request-id middleware (the first plugin's outermost)."""
+    raise NotImplementedError
+
+
+@hookspec
+def register_metrics() -> Iterable[Collector]:
+    """Return Prometheus collectors for `GET /metrics` (called only with COURTYARD_METRICS on)."""
     raise NotImplementedError
 
 

@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from core.caller import caller_id
+from core.caller import set_caller
 from core.errors import ForbiddenError, UnauthorizedError
 from core.hooks import call_hook
 from core.state import root_container
@@ -67,7 +67,7 @@ async def optional_principal(
             request=request,
             principal=principal,
         )
-    caller_id.set(principal.user_id if principal is not None else None)
+    set_caller(principal.user_id if principal is not None else None)
     return principal
 
 

@@ -7,11 +7,13 @@ is at fault.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
+from starlette.middleware import Middleware
 
 from core import hooks
 from core.container import RootContainer, compose, plugin_container
@@ -113,6 +115,28 @@ class Kernel:
                 checks[name] = ReadinessCheck(name, item.check)
         return list(checks.values())
 
+    def middleware(self) -> list[Middleware]:
+        """The middleware the enabled plugins register, in plugin order.
+
+        Each must be a `starlette.middleware.Middleware` whose arguments its factory takes
+        (checked against the factory's signature, without calling it): Starlette builds
+        the middleware only when the first request or lifespan event arrives, where a
+        mistake would surface far from its cause. Refused naming the plugin and the hook.
+        """
+        found: list[Middleware] = []
+        for plugin, items in self.collect("register_middleware"):
+            for item in items:
+                if not isinstance(item, Middleware):
+                    raise PluginError(
+                        f"plugin {plugin!r}: register_middleware returned a "
+                        f"{type(item).__name__}, not a starlette.middleware.Middleware"
+                    )
+                problem = _unfit_arguments(item)
+                if problem:
+                    raise PluginError(f"plugin {plugin!r}: register_middleware: {problem}")
+                found.append(item)
+        return found
+
     def installed_plugins(self) -> list[tuple[InstalledPlugin, Plugin | None, str | None]]:
         """Every installed plugin with its descriptor (or the error loading it)."""
         rows: list[tuple[InstalledPlugin, Plugin | None, str | None]] = []
@@ -122,3 +146,20 @@ class Kernel:
             except PluginError as exc:
                 rows.append((item, None, str(exc)))
         return rows
+
+
+def _unfit_arguments(item: Middleware) -> str | None:
+    """Why `item`'s factory cannot be called with the app and `item`'s arguments, or None
+    (also when its signature cannot be read: a builtin)."""
+    name = getattr(item.cls, "__qualname__", repr(item.cls))
+    if not callable(item.cls):
+        return f"{name} is not callable"
+    try:
+        signature = inspect.signature(item.cls)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(None, *item.args, **item.kwargs)  # None: the app it will wrap
+    except TypeError as exc:
+        return f"{name} cannot take these arguments: {exc}"
+    return None

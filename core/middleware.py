@@ -1,5 +1,6 @@
 """One pure-ASGI middleware for what every request needs: a request id, a body limit, the
-body's media type, and a problem response (with the request id) for anything unhandled.
+body's media type, a problem response (with the request id) for anything unhandled, and
+one access line (`courtyard.access`, INFO) as the request ends.
 
 Pure ASGI rather than `BaseHTTPMiddleware`: it adds no task or stream per request.
 
@@ -12,6 +13,13 @@ At that same first read, a route that takes a JSON body (FastAPI's body paramete
 not form fields) refuses a body declared as anything but `application/json` or
 `application/*+json`, or sent without a Content-Type, with 415: FastAPI itself would not
 parse such a body and answer 422 for a "missing" body, which tells the client nothing.
+
+The access line carries `request_id`, `method`, `path`, `status`, `duration_ms` (from the
+request's arrival here to the end of its response, body included) and `user_id` once the
+principal is resolved (`core.caller`, which records it in the request's `scope["state"]`:
+that reaches this middleware from whatever task a plugin's middleware runs the route in).
+The path is logged without its query string, which may carry a credential (a signed
+download link's signature, an OAuth callback's code).
 """
 
 from __future__ import annotations
@@ -19,17 +27,19 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import params
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.caller import caller_id
+from core.caller import CALLER_STATE_KEY, caller_id, request_state
 from core.errors import RequestBodyTooLarge, UnsupportedRequestBody, send_problem
 from core.logging import request_id_var
 
 logger = logging.getLogger("courtyard.request")
+access_logger = logging.getLogger("courtyard.access")
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _MAX_BODY_ATTRIBUTE = "__courtyard_max_request_body__"
@@ -91,22 +101,27 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        arrived = time.perf_counter()
         incoming, length, content_type = _request_headers(scope)
         request_id = (
             incoming if incoming and _SANE_REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
         )
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         token = request_id_var.set(request_id)
         # No caller until the principal is resolved (`core.caller`), whatever the task
         # that runs the request had before (a test client runs requests in its own task).
         caller_token = caller_id.set(None)
+        state_token = request_state.set(state)
         header = (b"x-request-id", request_id.encode())
         started = False
+        status: int | None = None
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
@@ -127,6 +142,8 @@ class RequestContextMiddleware:
                 raise
             await send_problem(scope, send_with_id, 500, "An unexpected error occurred")
         finally:
+            _log_access(scope, request_id, status, arrived)
+            request_state.reset(state_token)
             caller_id.reset(caller_token)
             request_id_var.reset(token)
 
@@ -164,3 +181,21 @@ class RequestContextMiddleware:
             return message
 
         return receive_checked
+
+
+def _log_access(scope: Scope, request_id: str, status: int | None, arrived: float) -> None:
+    """The request's access line; `status` is None when no response was sent (the client
+    went away first)."""
+    if not access_logger.isEnabledFor(logging.INFO):
+        return
+    fields: dict[str, object] = {
+        "request_id": request_id,
+        "method": scope["method"],
+        "path": scope["path"],
+        "status": status,
+        "duration_ms": round((time.perf_counter() - arrived) * 1000, 2),
+    }
+    user_id = scope["state"].get(CALLER_STATE_KEY)
+    if user_id is not None:
+        fields["user_id"] = user_id
+    access_logger.info("request", extra=fields)

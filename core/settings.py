@@ -244,6 +244,81 @@ def _trusted_peer(entry: Any) -> str:
         raise ValueError(f"{entry!r} has host bits set (the network is {network})") from None
 
 
+# CORS (core/cors.py): what a page of another origin may do with the API from a browser.
+CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+# Accept, Accept-Language, Content-Language and Content-Type are always allowed.
+CORS_HEADERS = ("Authorization", "X-Request-ID")
+CORS_EXPOSE_HEADERS = ("X-Request-ID", "Retry-After", "Location")
+_ORIGIN = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<host>\[[0-9a-f:.]+\]|[a-z0-9_-]+(?:\.[a-z0-9_-]+)*)"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a method or header name (RFC 9110)
+
+
+def split_list(value: Any) -> Any:
+    """A comma-separated string (the environment) or a list (`courtyard.toml`) as the list
+    of its entries, stripped, empty ones dropped; anything else as given (the field's own
+    type check refuses it)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple):
+        return value
+    entries = [entry.strip() if isinstance(entry, str) else entry for entry in value]
+    return [entry for entry in entries if entry != ""]
+
+
+def _every(entries: list[Any], what: str) -> bool:
+    """Whether `entries` is `*` alone (every `what`); ValueError when `*` has company."""
+    if "*" not in entries:
+        return False
+    if len(entries) > 1:
+        raise ValueError(f"'*' (every {what}) must stand alone")
+    return True
+
+
+def parse_cors_origins(value: Any) -> Any:
+    """`COURTYARD_CORS_ORIGINS`: origins as a browser sends them in `Origin`, or `*` alone.
+    Raises ValueError naming the first entry that is not one."""
+    entries = split_list(value)
+    if not isinstance(entries, list) or _every(entries, "origin"):
+        return entries
+    return [cors_origin(entry) for entry in entries]
+
+
+def cors_origin(entry: Any) -> str:
+    """`entry` as a browser writes an origin (`scheme://host[:port]`, lower case, no default
+    port), or ValueError: anything else, a trailing `/` included, would never match one."""
+    match = _ORIGIN.fullmatch(entry.lower()) if isinstance(entry, str) else None
+    port = match and match.group("port")
+    if match is None or (port is not None and not 0 < int(port) <= 65535):
+        raise ValueError(
+            f"{entry!r} is not an origin: write scheme://host[:port], with no path "
+            "(not even a trailing /)"
+        )
+    scheme, host = match.group("scheme"), match.group("host")
+    if port is None or _DEFAULT_PORTS.get(scheme) == port:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def parse_cors_tokens(value: Any, *, what: str, upper: bool = False) -> Any:
+    """A list of HTTP method or header names (`what`), or `*` alone; ValueError naming the
+    first entry that is not a name. Methods (`upper`) are upper-cased, as browsers send them."""
+    entries = split_list(value)
+    if not isinstance(entries, list) or _every(entries, what):
+        return entries
+    names = []
+    for entry in entries:
+        if not isinstance(entry, str) or not _TOKEN.fullmatch(entry):
+            raise ValueError(f"{entry!r} is not an HTTP {what} name")
+        names.append(entry.upper() if upper else entry)
+    return names
+
+
 NameList = Annotated[list[str], NoDecode]
 
 
@@ -269,6 +344,28 @@ class CoreSettings(CourtyardSettings):
         default_factory=list,
         description="peers (IP addresses, CIDR networks, or * for every peer) whose "
         "X-Forwarded-For and X-Forwarded-Proto are honoured; empty: none",
+    )
+    cors_origins: NameList = Field(
+        default_factory=list,
+        description="origins (scheme://host[:port]) whose pages may call the API from a "
+        "browser, or * for every origin; empty: no CORS at all",
+    )
+    cors_allow_credentials: bool = Field(
+        False, description="let those pages send cookies (not needed for Authorization)"
+    )
+    cors_allow_methods: NameList = Field(
+        default_factory=lambda: list(CORS_METHODS), description="methods they may use, or *"
+    )
+    cors_allow_headers: NameList = Field(
+        default_factory=lambda: list(CORS_HEADERS),
+        description="request headers they may send, or * (the CORS-safelisted ones always)",
+    )
+    cors_expose_headers: NameList = Field(
+        default_factory=lambda: list(CORS_EXPOSE_HEADERS),
+        description="response headers their scripts may read",
+    )
+    cors_max_age: int = Field(
+        600, ge=0, le=86400, description="seconds a browser may keep a preflight's answer"
     )
 
     db_pool_size: int = Field(10, ge=1, le=1000)
@@ -314,8 +411,16 @@ class CoreSettings(CourtyardSettings):
         "a second SIGTERM or SIGINT ends the drain; 0 = shut down at once",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="shape of a log line: text (key=value fields) or json (one object a "
+        "line); either way one record is one line",
+    )
     opentelemetry: bool = Field(
         False, description="FastAPI's OpenTelemetry tracing, metrics and logs (global providers)"
+    )
+    metrics: bool = Field(
+        False, description="serve Prometheus metrics at GET /metrics (unauthenticated)"
     )
 
     _source_env_file: str | None = PrivateAttr(default=None)
@@ -332,6 +437,21 @@ class CoreSettings(CourtyardSettings):
     def _parse_forwarded_allow_ips(cls, value: Any) -> Any:
         return parse_forwarded_allow_ips(value)
 
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_cors_origins(cls, value: Any) -> Any:
+        return parse_cors_origins(value)
+
+    @field_validator("cors_allow_methods", mode="before")
+    @classmethod
+    def _parse_cors_methods(cls, value: Any) -> Any:
+        return parse_cors_tokens(value, what="method", upper=True)
+
+    @field_validator("cors_allow_headers", "cors_expose_headers", mode="before")
+    @classmethod
+    def _parse_cors_headers(cls, value: Any) -> Any:
+        return parse_cors_tokens(value, what="header")
+
     @field_validator("database_url", "read_database_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
@@ -346,6 +466,16 @@ class CoreSettings(CourtyardSettings):
     def uses_development_secret(self) -> bool:
         """True when the secret key is the public development default."""
         return self.secret_key.get_secret_value() == DEV_SECRET_KEY
+
+    @model_validator(mode="after")
+    def _check_cors(self) -> Self:
+        if self.cors_allow_credentials and self.cors_origins == ["*"]:
+            raise ValueError(
+                "COURTYARD_CORS_ORIGINS=* cannot go with COURTYARD_CORS_ALLOW_CREDENTIALS=true: "
+                "every site could then call the API with its visitors' cookies; list the "
+                "origins instead"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_secret(self) -> Self:

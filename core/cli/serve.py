@@ -4,13 +4,17 @@ On SIGTERM the server drains for COURTYARD_SHUTDOWN_DRAIN seconds (`/health/read
 503, every route keeps serving, responses close their connection), then shuts down as
 uvicorn does and the process exits 0. The drain itself, and why it exists, is in
 core/cli/draining.py; it applies to one worker without `--reload`. Here: the command, the
-logging configuration, and the exit status of a stop asked for with a signal.
+logging options, and the exit status of a stop asked for with a signal.
+
+Logging is `create_app`'s (core/logging.py), as under plain uvicorn: uvicorn is told to
+configure none (`log_config=None`), its loggers go through Courtyard's handler at
+`COURTYARD_LOG_LEVEL`, and its access log is off (`access_log=False`): the app writes one
+access line per request itself (`courtyard.access`).
 """
 
 from __future__ import annotations
 
 import logging
-import logging.config
 import signal
 import sys
 import threading
@@ -24,30 +28,8 @@ import uvicorn
 
 from core.cli.context import CliContext
 from core.cli.draining import serve_draining
-from core.logging import LOG_FORMAT
 
 logger = logging.getLogger("courtyard.serve")
-
-
-def _log_config(level: str) -> dict[str, Any]:
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "core.logging.RequestIdFilter"}},
-        "formatters": {"default": {"format": LOG_FORMAT}},
-        "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "formatter": "default",
-                "filters": ["request_id"],
-            }
-        },
-        "root": {"handlers": ["stderr"], "level": level},
-        "loggers": {
-            "uvicorn": {"level": level},
-            "uvicorn.access": {"level": level},
-        },
-    }
 
 
 # The signals uvicorn shuts down gracefully on (POSIX); SIGBREAK is Windows-only.
@@ -101,7 +83,12 @@ def serve_command(
     options: dict[str, Any] = {
         "host": host,
         "port": port,
-        "log_config": _log_config(settings.log_level),
+        "log_config": None,  # create_app configured logging (in each worker too)
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+        # A failure while starting (a plugin's startup hook, a middleware that cannot be
+        # built) stops the server; uvicorn's "auto" would go on serving without lifespan.
+        "lifespan": "on",
         # The app honours forwarded headers itself, from COURTYARD_FORWARDED_ALLOW_IPS
         # only (core/forwarded.py); uvicorn's own step would trust 127.0.0.1.
         "proxy_headers": False,
@@ -111,7 +98,6 @@ def serve_command(
             serve_draining(app, settings.shutdown_drain, options)
             return
         if workers > 1 and settings.shutdown_drain > 0:
-            logging.config.dictConfig(options["log_config"])  # as uvicorn will, to log this
             logger.warning(
                 "COURTYARD_SHUTDOWN_DRAIN does not apply with --workers: each worker stops "
                 "at once on SIGTERM (run one worker per instance behind a load balancer)"

@@ -19,7 +19,7 @@ import asyncio
 from collections import deque
 from typing import Any, TypeVar
 
-from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolProxiedConnection
 from sqlalchemy.util.concurrency import await_
 from sqlalchemy.util.queue import AsyncAdaptedQueue, Empty
 
@@ -78,3 +78,17 @@ class FairAsyncQueuePool(AsyncAdaptedQueuePool):
     """SQLAlchemy's asyncio pool, with connections handed out in the order asked for."""
 
     _queue_class: Any = FairQueue
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.checkouts_under_way = 0
+
+    def connect(self) -> PoolProxiedConnection:
+        """A connection; meanwhile counted in `checkouts_under_way` (read by `/metrics`):
+        seen from the event loop, those are the callers waiting for a free connection or
+        for a new one to open."""
+        self.checkouts_under_way += 1
+        try:
+            return super().connect()
+        finally:
+            self.checkouts_under_way -= 1

@@ -45,6 +45,8 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import event, func, literal, select
@@ -71,7 +73,11 @@ class ReplicaMonitor:
     for replica reads, whose failed connections mark the replica down). The checks run on
     `primary` and `replica`, engines of the monitor's own to the same servers, which
     `close` disposes. `check_timeout` bounds each look at a server (a replica that does not
-    answer by then is down)."""
+    answer by then is down).
+
+    `probe_context` makes the context each check runs in: with tracing on, one that keeps
+    the checks out of the traces (core/telemetry.py sets it, so that the database layer
+    imports nothing of OpenTelemetry)."""
 
     def __init__(
         self,
@@ -96,6 +102,7 @@ class ReplicaMonitor:
         self._previous: tuple[float, int] | None = None  # (start, primary's WAL) of the last look
         self._first_check: asyncio.Event | None = None  # made on the loop that starts it
         self._task: asyncio.Task[None] | None = None
+        self.probe_context: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
         event.listen(watched.sync_engine, "handle_error", self._failed)
 
     # What the routing and the readiness check ask
@@ -140,6 +147,10 @@ class ReplicaMonitor:
 
     async def check(self) -> None:
         """One look at the replica (and the primary's WAL position): reachability, lag."""
+        with self.probe_context():
+            await self._check()
+
+    async def _check(self) -> None:
         started = time.monotonic()
         try:
             written = await self._written() if self.streams_wal else None

@@ -17,6 +17,7 @@ from plugins.user.api import User
 
 if TYPE_CHECKING:
     import typer
+    from prometheus_client.registry import Collector
 
 logger = logging.getLogger("courtyard.auth")
 
@@ -62,6 +63,13 @@ class AuthHooks:
         from plugins.auth.cli import build_cli
 
         return [build_cli(self.container)]
+
+    @hookimpl
+    def register_metrics(self) -> list[Collector]:
+        # Imported here: prometheus_client is loaded only with COURTYARD_METRICS on.
+        from plugins.auth.metrics import ThrottleCollector
+
+        return [ThrottleCollector(self.container.throttle())]
 
     @hookimpl
     def register_readiness_checks(self) -> list[ReadinessCheck]:

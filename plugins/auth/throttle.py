@@ -19,6 +19,7 @@ import functools
 import hashlib
 import ipaddress
 import logging
+from collections import Counter
 
 from limits import RateLimitItem, parse
 from limits.errors import StorageError
@@ -37,6 +38,9 @@ class LoginThrottle:
         self._windows = windows
         self._per_account: RateLimitItem = parse(settings.login_limit_per_account)
         self._per_ip: RateLimitItem = parse(settings.login_limit_per_ip)
+        # Attempts refused with 429 by this process, by the limit reached ("account",
+        # "ip"): what `/metrics` reports (plugins/auth/metrics.py).
+        self.refused: Counter[str] = Counter()
 
     async def check(self, account: str, ip: str | None) -> None:
         """429 (with Retry-After) when the account or the IP is at its limit already;
@@ -62,6 +66,7 @@ class LoginThrottle:
                 retry_after = await self._windows.retry_after(limit, _NAMESPACE, key)
             except StorageError as exc:
                 raise _unavailable(exc) from None
+            self.refused[key.partition(":")[0]] += 1
             raise TooManyRequestsError(
                 "Too many sign-in attempts; try again later",
                 code="auth.too_many_attempts",
