@@ -16,11 +16,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
-from starlette.types import Send
+from starlette.types import Scope, Send
 
 from core.db.errors import (
     is_database_unavailable,
@@ -353,10 +354,22 @@ _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route serves at this path (Starlette names only the first route's).
+    """Every method the routes documented for this path serve (Starlette names only the
+    first route's).
 
-    Asked of the router itself, since included routers nest their routes.
+    A path some route names literally (`/users/stats`) is that route's, as the OpenAPI
+    document shows it, even where a parameter route (`/users/{user_id}`) would also take
+    it. Asked of the router itself, since included routers nest their routes.
     """
+    path = _route_path(request.scope)
+    literal = {
+        method
+        for context in iter_route_contexts(request.app.router.routes)
+        if context.path_format == path
+        for method in context.methods or ()
+    }
+    if literal:
+        return [method for method in _METHODS if method in literal]
     routes = request.app.router.routes
     return [
         method
@@ -365,16 +378,22 @@ def _allowed_methods(request: Request) -> list[str]:
     ]
 
 
+def _route_path(scope: Scope) -> str:
+    """The path the router matches: the request's, without the app's `root_path`."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 async def _unavailable_error(request: Request, exc: Exception) -> JSONResponse:
     if is_lost_race(exc) or is_stale_statement(exc):
         return _lost_race(request, exc)
     if not is_database_unavailable(exc):
         raise exc
     is_db = raised_by_database(exc)
-    logger.warning(
-        "%s unavailable [request_id=%s]: %s: %s",
+    logger.warning(  # the log line carries the request id (core.logging)
+        "%s unavailable: %s: %s",
         "database" if is_db else "backing service",
-        request_id_of(request),
         type(exc).__name__,
         str(exc).splitlines()[0] if str(exc) else "",
     )
@@ -397,8 +416,7 @@ def _lost_race(request: Request, exc: Exception) -> JSONResponse:
     schema change (see `core.db.errors.is_stale_statement`): nothing was written, and
     sending it again succeeds."""
     logger.warning(
-        "transaction rolled back by the database [request_id=%s]: %s",
-        request_id_of(request),
+        "transaction rolled back by the database: %s",
         str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
     )
     return problem_response(

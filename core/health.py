@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import problem_response, problem_responses
 from core.hookspecs import Degraded, NotReady, ReadinessCheck
@@ -26,12 +26,25 @@ logger = logging.getLogger("courtyard.health")
 
 
 class Liveness(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
     status: str
 
 
 class Readiness(BaseModel):
-    status: str
-    checks: dict[str, str]
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ok",
+                    "checks": {"database": "ok", "migrations": "ok", "auth.rate_limits": "ok"},
+                }
+            ]
+        }
+    )
+
+    status: str = Field(description="`ok`, or `degraded` when a check reports it is.")
+    checks: dict[str, str] = Field(description="Each check's outcome, by name.")
 
 
 _ALIVE = b'{"status":"ok"}'
@@ -105,7 +118,9 @@ def add_health_routes(app: FastAPI) -> None:
         live,
         methods=["GET"],
         response_model=Liveness,
-        summary="The process is up",
+        summary="Liveness: the process answers",
+        description="Always 200 while the process runs; for a probe that restarts a stuck "
+        "process. It checks nothing else.",
         tags=["health"],
     )
     app.add_api_route(
@@ -113,8 +128,10 @@ def add_health_routes(app: FastAPI) -> None:
         ready,
         methods=["GET"],
         response_model=Readiness,
-        summary="The database answers, migrations are at head, every plugin is ready and "
-        "the instance is not shutting down",
+        summary="Readiness: the instance can serve requests",
+        description="200 when the database answers, migrations are at head, every plugin's "
+        "checks pass and the instance is not shutting down; 503 with the failing checks "
+        "otherwise. For a load balancer's health check.",
         responses=problem_responses(503),
         tags=["health"],
     )

@@ -45,10 +45,21 @@ class Tokens(BaseModel):
     """A fresh token pair. Send `access_token` as `Authorization: Bearer …`; keep
     `refresh_token` secret and trade it at `/refresh` for the next pair (it works once)."""
 
-    access_token: str
-    refresh_token: str
+    access_token: str = Field(
+        description="A signed JWT.",
+        examples=[
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJjb3VydHlhcmQiLCJhdWQiOiJjb3VydHlh"
+            "cmQiLCJzdWIiOiJ1c3JfMDFKUDlaTVFDTlIxVE1DREpOVlNWUUhSRVQiLCJpYXQiOjE3NDE5NDQ0MTMs"
+            "ImV4cCI6MTc0MTk0NTMxMywianRpIjoiWWQzUXc5czJtVmIwWGs3THBUNGVSQSIsInNpZCI6InNlc18w"
+            "MUpQQTFQOEZGTlZOVjFOQVhQQTROUDNCVCIsInJvbGVzIjpbInVzZXIiXSwidHlwIjoiYWNjZXNzIn0."
+            "3BMchhni4x3HLNWLb7mZHWe_5I_89sU0ata7Ik7k1M4"
+        ],
+    )
+    refresh_token: str = Field(
+        description="Opaque; works once.", examples=["3MPVKOZpGRs33yRpzKISo_aOk5b9wLjV_Y1w-fvnvhs"]
+    )
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
-    expires_in: int = Field(description="Seconds until the access token expires.")
+    expires_in: int = Field(description="Seconds until the access token expires.", examples=[900])
 
 
 class SignedIn(Tokens):

@@ -56,6 +56,7 @@ def add_recovery_routes(router: APIRouter, container: Any) -> None:
     @router.post(
         "/password-reset/request",
         status_code=202,
+        summary="Ask for a password-reset mail",
         response_model=Accepted,
         responses=problem_responses(400),
     )
@@ -67,7 +68,12 @@ def add_recovery_routes(router: APIRouter, container: Any) -> None:
         after_response(tasks, lambda: accounts.request_password_reset(data.email))
         return RESET_ACCEPTED
 
-    @router.post("/password-reset/confirm", status_code=204, responses=problem_responses(400))
+    @router.post(
+        "/password-reset/confirm",
+        status_code=204,
+        summary="Set a new password with a mailed reset token",
+        responses=problem_responses(400),
+    )
     async def confirm_password_reset(data: ResetConfirm, accounts: Recovery) -> Response:
         """Set a new password with the mailed token: 400 `auth.invalid_token` when it is
         wrong, used, expired, or the password changed since it was sent. Every session of
@@ -78,6 +84,7 @@ def add_recovery_routes(router: APIRouter, container: Any) -> None:
     @router.post(
         "/verify/request",
         status_code=202,
+        summary="Ask for a mail to verify your email address",
         response_model=Accepted,
         responses=problem_responses(401),
     )
@@ -88,7 +95,12 @@ def add_recovery_routes(router: APIRouter, container: Any) -> None:
         after_response(tasks, lambda: accounts.request_verification(principal.user_id))
         return VERIFY_ACCEPTED
 
-    @router.post("/verify/confirm", status_code=204, responses=problem_responses(400))
+    @router.post(
+        "/verify/confirm",
+        status_code=204,
+        summary="Verify an email address with a mailed token",
+        responses=problem_responses(400),
+    )
     async def confirm_verification(data: VerifyConfirm, accounts: Recovery) -> Response:
         """Mark the address verified with the mailed token (it works only for the address
         it was sent to); 400 `auth.invalid_token` otherwise."""

@@ -51,6 +51,7 @@ def build_router(container: Any) -> APIRouter:
     @router.post(
         "/signup",
         status_code=201,
+        summary="Create an account and sign in",
         response_model=SignedIn | AccountCreated,
         responses=with_links(
             problem_responses(400, 409),
@@ -86,7 +87,12 @@ def build_router(container: Any) -> APIRouter:
     # container's providers still reaches them; `dependency_overrides[client_of]` does
     # not (the client's address comes from the server: uvicorn's `--proxy-headers`).
 
-    @router.post("/login", response_model=SignedIn, responses=problem_responses(400, 401, 403, 429))
+    @router.post(
+        "/login",
+        summary="Sign in with email and password",
+        response_model=SignedIn,
+        responses=problem_responses(400, 401, 403, 429),
+    )
     async def login(data: LoginRequest, request: Request) -> SignedIn:
         """Sign in with email and password. Every failure is the same 401."""
         auth: AuthService = container.service()
@@ -95,6 +101,7 @@ def build_router(container: Any) -> APIRouter:
     @router.post(
         "/token",
         name="auth_token",
+        summary="Sign in with an OAuth2 password grant (form)",
         response_model=SignedIn,
         responses=problem_responses(400, 429),
     )
@@ -119,20 +126,35 @@ def build_router(container: Any) -> APIRouter:
         response.headers["Cache-Control"] = "no-store"  # RFC 6749 §5.1
         return signed_in
 
-    @router.post("/refresh", response_model=Tokens, responses=problem_responses(400, 401))
+    @router.post(
+        "/refresh",
+        summary="Trade a refresh token for new tokens",
+        response_model=Tokens,
+        responses=problem_responses(400, 401),
+    )
     async def refresh(data: RefreshRequest) -> Tokens:
         """Trade a refresh token for a new pair. Each refresh token works once; using one
         twice ends its session."""
         auth: AuthService = container.service()
         return await auth.refresh(data.refresh_token)
 
-    @router.post("/logout", status_code=204, responses=problem_responses(400))
+    @router.post(
+        "/logout",
+        status_code=204,
+        summary="Sign out: end the session",
+        responses=problem_responses(400),
+    )
     async def logout(data: RefreshRequest, auth: Auth) -> Response:
         """End the session the refresh token belongs to; its access tokens stop working."""
         await auth.logout(data.refresh_token)
         return Response(status_code=204)
 
-    @router.post("/password", status_code=204, responses=problem_responses(400, 401, 403, 429))
+    @router.post(
+        "/password",
+        status_code=204,
+        summary="Change your password",
+        responses=problem_responses(400, 401, 403, 429),
+    )
     async def change_password(
         data: PasswordChange, principal: CurrentPrincipal, auth: Auth, client: ClientInfo
     ) -> Response:
@@ -146,7 +168,12 @@ def build_router(container: Any) -> APIRouter:
         )
         return Response(status_code=204)
 
-    @router.get("/sessions", response_model=Page[SessionInfo], responses=problem_responses(401))
+    @router.get(
+        "/sessions",
+        summary="List your sessions (signed-in devices)",
+        response_model=Page[SessionInfo],
+        responses=problem_responses(401),
+    )
     async def list_sessions(
         principal: CurrentPrincipal,
         auth: Auth,
@@ -155,13 +182,22 @@ def build_router(container: Any) -> APIRouter:
         """The caller's active sessions, newest first."""
         return await auth.sessions(principal.user_id, principal.session_id, page)
 
-    @router.delete("/sessions/{session_id}", status_code=204, responses=problem_responses(401, 404))
+    @router.delete(
+        "/sessions/{session_id}",
+        status_code=204,
+        summary="End one of your sessions",
+        responses=problem_responses(401, 404),
+    )
     async def revoke_session(session_id: str, principal: CurrentPrincipal, auth: Auth) -> Response:
         """End one of the caller's sessions (another user's → 404)."""
         await auth.revoke_session(principal.user_id, session_id)
         return Response(status_code=204)
 
-    @router.get("/jwks.json", responses=problem_responses(404))
+    @router.get(
+        "/jwks.json",
+        summary="Public keys for verifying tokens (JWKS)",
+        responses=problem_responses(404),
+    )
     async def jwks() -> dict[str, Any]:
         """The public keys access tokens are signed with (asymmetric keys only)."""
         keys = container.tokens().jwks()

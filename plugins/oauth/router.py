@@ -105,13 +105,19 @@ def build_router(container: Any) -> APIRouter:
 
     # The route names are those the routes had in the `auth` plugin: they make the
     # operation ids, which generated clients name their calls after.
-    @router.get("/providers", name="auth_oauth_providers", response_model=list[ProviderInfo])
+    @router.get(
+        "/providers",
+        name="auth_oauth_providers",
+        summary="List the providers you can sign in with",
+        response_model=list[ProviderInfo],
+    )
     async def list_providers(service: OAuth) -> list[ProviderInfo]:
         """The providers one can sign in with (empty when none is configured)."""
         return service.provider_list()
 
     @router.get(
         "/{provider}/authorize",
+        summary="Start signing in with a provider",
         response_model=AuthorizationStarted,
         responses={
             302: {"description": "To the provider's sign-in page (any Accept but JSON)."},
@@ -160,6 +166,7 @@ def build_router(container: Any) -> APIRouter:
     @router.get(
         "/{provider}/callback",
         name="auth_oauth_callback",
+        summary="Finish signing in: where the provider sends the browser back",
         response_model=SignedIn | IdentityInfo,
         responses={
             302: {"description": "To the flow's redirect_uri, the result in the fragment."},
@@ -190,7 +197,12 @@ def build_router(container: Any) -> APIRouter:
         )
         return _finished_response(finished)
 
-    @router.get("/identities", response_model=Page[IdentityInfo], responses=problem_responses(401))
+    @router.get(
+        "/identities",
+        summary="List your linked provider accounts",
+        response_model=Page[IdentityInfo],
+        responses=problem_responses(401),
+    )
     async def list_identities(
         principal: CurrentPrincipal,
         service: OAuth,
@@ -201,6 +213,7 @@ def build_router(container: Any) -> APIRouter:
 
     @router.post(
         "/identities/{provider_or_id}",
+        summary="Start linking a provider account to yours",
         response_model=AuthorizationStarted,
         responses=problem_responses(400, 401, 404, 422, 502),
     )
@@ -225,6 +238,7 @@ def build_router(container: Any) -> APIRouter:
     @router.delete(
         "/identities/{provider_or_id}",
         status_code=204,
+        summary="Unlink a provider account",
         responses=problem_responses(401, 404, 409),
     )
     async def unlink_identity(

@@ -67,6 +67,7 @@ def build_router(container: Any) -> APIRouter:
     @router.post(
         "",
         status_code=201,
+        summary="Start an upload: where to send the file",
         response_model=UploadGrant,
         responses=with_links(
             problem_responses(400, 401, 403, 409, 413, 415, 503),
@@ -85,7 +86,12 @@ def build_router(container: Any) -> APIRouter:
         """
         return await uploads.create(principal, data, _content_url(request))
 
-    @router.get("", response_model=Page[Upload], responses=problem_responses(401, 403))
+    @router.get(
+        "",
+        summary="List your uploads",
+        response_model=Page[Upload],
+        responses=problem_responses(401, 403),
+    )
     async def list_uploads(
         principal: CurrentPrincipal,
         uploads: Uploads,
@@ -105,6 +111,7 @@ def build_router(container: Any) -> APIRouter:
 
     @router.get(
         "/{upload_id}",
+        summary="Read an upload, with its download URL once ready",
         response_model=Upload,
         responses=with_links(
             problem_responses(401, 404, 503),
@@ -122,6 +129,7 @@ def build_router(container: Any) -> APIRouter:
 
     @router.post(
         "/{upload_id}/complete",
+        summary="Confirm an upload's file was sent",
         response_model=Upload,
         responses=with_links(
             problem_responses(401, 404, 409, 503),
@@ -138,7 +146,12 @@ def build_router(container: Any) -> APIRouter:
         `upload.not_received` or `upload.type_mismatch`, and may be sent again."""
         return await uploads.complete(principal, upload_id)
 
-    @router.delete("/{upload_id}", status_code=204, responses=problem_responses(401, 404, 503))
+    @router.delete(
+        "/{upload_id}",
+        status_code=204,
+        summary="Delete an upload and its file",
+        responses=problem_responses(401, 404, 503),
+    )
     async def delete_upload(
         upload_id: str, principal: CurrentPrincipal, uploads: Uploads
     ) -> Response:
@@ -158,6 +171,7 @@ def _add_local_content_routes(router: APIRouter, service: Any, max_size: int) ->
         "/{upload_id}/content",
         status_code=204,
         name="upload_content_put",
+        summary="Send a file's bytes to its signed URL (local storage)",
         responses=problem_responses(400, 403, 404, 409, 413, 415, 503),
         openapi_extra={
             "requestBody": {
@@ -191,6 +205,7 @@ def _add_local_content_routes(router: APIRouter, service: Any, max_size: int) ->
     @router.get(
         "/{upload_id}/content",
         name=CONTENT_ROUTE,
+        summary="Download a file from its signed URL (local storage)",
         response_class=FileResponse,
         responses={
             200: {"content": {"application/octet-stream": {}}, "description": "The file."},

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic.config import JsonDict
 
 from plugins.upload.filenames import clean_filename
 from plugins.upload.models import CONTENT_TYPE_MAX_LENGTH
@@ -24,6 +25,25 @@ _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*
 # What is accepted before it is trimmed and lower-cased, as the OpenAPI document states it.
 _NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*"  # a type or subtype (RFC 6838)
 CONTENT_TYPE_PATTERN = rf"^[ \t]*{_NAME}/{_NAME}[ \t]*$"
+
+# What the documentation shows: a file once sent (local storage), and one just granted.
+_UPLOAD_ID = "upl_01JP9ZTDNTFMP0QXBHATHT00S6"
+_CONTENT_URL = f"https://api.example.com/api/v1/uploads/{_UPLOAD_ID}/content"
+_GRANTED_AT = "2025-03-14T09:30:00.250000Z"
+_SENT_AT = "2025-03-14T09:30:04.918000Z"
+_URL_EXPIRES_AT = "2025-03-14T10:30:00.250000Z"
+# An upload in a grant is pending: what is not known yet is left out.
+PENDING_EXAMPLE: JsonDict = {
+    "id": _UPLOAD_ID,
+    "owner_id": "usr_01JP9ZMQCNR1TMCDJNVSVQHRET",
+    "filename": "report.pdf",
+    "content_type": "application/pdf",
+    "size": 48213,
+    "status": "pending",
+    "created_at": _GRANTED_AT,
+    "updated_at": _GRANTED_AT,
+    "expires_at": _URL_EXPIRES_AT,
+}
 
 
 def check_content_type(value: str) -> str:
@@ -52,31 +72,48 @@ class UploadCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    filename: Filename = Field(description="The file's name as the user knows it.")
-    content_type: ContentType = Field(description="The file's media type, e.g. image/png.")
-    size: StrictInt = Field(ge=0, le=SIZE_MAX, description="The file's exact size in bytes.")
+    filename: Filename = Field(
+        description="The file's name as the user knows it.", examples=["report.pdf"]
+    )
+    content_type: ContentType = Field(
+        description="The file's media type, e.g. image/png.", examples=["application/pdf"]
+    )
+    size: StrictInt = Field(
+        ge=0, le=SIZE_MAX, description="The file's exact size in bytes.", examples=[48213]
+    )
 
 
 class Upload(BaseModel):
     """An upload as its owner (or an admin) sees it."""
 
-    id: str
-    owner_id: str
-    filename: str
-    content_type: str
-    size: int
-    status: Status
-    sha256: str | None = Field(None, description="SHA-256 of the content, when computed.")
-    created_at: datetime
-    updated_at: datetime
-    completed_at: datetime | None = None
+    id: str = Field(examples=[_UPLOAD_ID])
+    owner_id: str = Field(examples=["usr_01JP9ZMQCNR1TMCDJNVSVQHRET"])
+    filename: str = Field(examples=["report.pdf"])
+    content_type: str = Field(examples=["application/pdf"])
+    size: int = Field(examples=[48213])
+    status: Status = Field(examples=["ready"])
+    sha256: str | None = Field(
+        None,
+        description="SHA-256 of the content, when computed.",
+        examples=["0957bdf3d5f80717555299483d807254887b9523f9ae3fe07968a67172172bcc"],
+    )
+    created_at: datetime = Field(examples=[_GRANTED_AT])
+    updated_at: datetime = Field(examples=[_SENT_AT])
+    completed_at: datetime | None = Field(None, examples=[_SENT_AT])
     expires_at: datetime | None = Field(
-        None, description="A pending upload is removed if not completed by then."
+        None,
+        description="A pending upload is removed if not completed by then.",
+        examples=[None],
     )
     download_url: str | None = Field(
-        None, description="A short-lived URL to download a ready file (GET of one upload)."
+        None,
+        description="A short-lived URL to download a ready file (GET of one upload).",
+        examples=[
+            f"{_CONTENT_URL}?expires=1741953125"
+            "&signature=2998b3232d29e8dc5a78d97a32ce83f556f3ed31b057077503df05641dd79158"
+        ],
     )
-    download_expires_at: datetime | None = None
+    download_expires_at: datetime | None = Field(None, examples=["2025-03-14T11:52:05Z"])
 
 
 class UploadGrant(BaseModel):
@@ -84,12 +121,17 @@ class UploadGrant(BaseModel):
     multipart form with every entry of `fields` and then the file as `file`; for PUT, send
     the raw bytes with `headers`. Then call `POST /uploads/{id}/complete`."""
 
-    upload: Upload
-    url: str
-    method: Literal["PUT", "POST"]
-    fields: dict[str, str]
-    headers: dict[str, str]
-    expires_at: datetime
+    upload: Upload = Field(examples=[PENDING_EXAMPLE])
+    url: str = Field(
+        examples=[
+            f"{_CONTENT_URL}?expires=1741948200"
+            "&signature=373cb2c6d4fe2778441d4f0266505b699fa518d002e5793b87f9b48836de3f62"
+        ]
+    )
+    method: Literal["PUT", "POST"] = Field(examples=["PUT"])
+    fields: dict[str, str] = Field(examples=[{}])
+    headers: dict[str, str] = Field(examples=[{"Content-Type": "application/pdf"}])
+    expires_at: datetime = Field(examples=[_URL_EXPIRES_AT])
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from core.app import create_app
 from core.db.replica import RETRY_DOWN_AFTER
-from tests.conftest import make_settings, migrate, running
+from tests.conftest import AppFactory, make_settings, migrate, running
 from tests.support.databases import backends, fresh_database
 from tests.support.problems import assert_problem
 from tests.support.tcpproxy import TcpProxy
@@ -306,3 +306,18 @@ if "postgresql" in backends():
         assert (await client.get(ITEMS)).status_code == 200
         assert_ready(await client.get(READY))
         assert_database_unavailable(response)
+
+
+async def test_the_documented_readiness_example_names_checks_the_app_reports(
+    app_client: AppFactory,
+) -> None:
+    """The example in the OpenAPI schema is what an app with the built-in plugins answers:
+    a plugin's check carries its plugin's name (`auth.rate_limits`)."""
+    async with app_client(enabled_plugins="user,auth,mail") as client:
+        ready = await client.get(READY)
+        schema = (await client.get("/openapi.json")).json()
+
+    assert ready.status_code == 200, ready.text
+    [example] = schema["components"]["schemas"]["Readiness"]["examples"]
+    assert example["checks"].keys() <= ready.json()["checks"].keys()
+    assert "auth.rate_limits" in example["checks"]
