@@ -4,6 +4,11 @@ Every installed plugin's `migrations/versions` folder is a version location, so 
 of a disabled plugin stay known; upgrades touch only the enabled plugins' branches, in
 plugin order. Each plugin's first revision carries `branch_labels=("<name>",)`.
 
+A row of `alembic_version` that no installed plugin's revisions know is *orphaned*: its
+plugin was uninstalled while its tables stayed. Alembic cannot work with a revision it
+does not know, so every command reads and moves the other branches without it, and the
+row itself is left as it is (see `orphan_advice` for how it goes away).
+
 Upgrades and downgrades of a PostgreSQL database run one at a time, whatever the number of
 processes started together (see `_queue_behind_other_migrations`).
 """
@@ -37,11 +42,17 @@ from sqlalchemy import (
     select,
     table,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.db.engine import create_engine
 from core.db.model import metadata
 from core.kernel import Kernel
+from core.migration_dependencies import (
+    first_revisions_with,
+    referenced_tables,
+    tables_pointed_at,
+)
 from core.settings import ConfigurationError
 
 ENV_DIR = Path(__file__).parent / "migrations"
@@ -70,6 +81,47 @@ class BranchState:
         return self.current == self.head
 
 
+@dataclass(frozen=True)
+class Survey:
+    """Where the branches stand, read from one set of `alembic_version` rows."""
+
+    branches: list[BranchState]
+    orphaned: tuple[str, ...]  # the rows of revisions no installed plugin has
+
+    @property
+    def behind(self) -> list[str]:
+        """The enabled plugins whose branch is not at its head."""
+        return [s.plugin for s in self.branches if s.enabled and not s.at_head]
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """What an upgrade did: every branch it moved, as (before, after), in plugin order;
+    the orphaned rows it left alone. `targets` are the plugins it was asked to bring to
+    their heads (all there now)."""
+
+    targets: list[str]
+    moved: list[tuple[BranchState, BranchState]]
+    orphaned: tuple[str, ...]
+
+    @property
+    def already_at_head(self) -> list[str]:
+        """The targets that were at their heads before."""
+        moved = {after.plugin for _, after in self.moved}
+        return [name for name in self.targets if name not in moved]
+
+
+def orphan_advice(orphaned: tuple[str, ...]) -> str:
+    """One line on orphaned rows of `alembic_version`, and the two ways to be rid of them."""
+    rows = ", ".join(orphaned)
+    return (
+        f"alembic_version holds revision {rows} of no installed plugin (uninstalled since "
+        "it was migrated; its tables are still there): reinstall it and run "
+        "`courtyard db downgrade <plugin>@base`, or drop its tables by hand and delete "
+        "that row from alembic_version"
+    )
+
+
 class Migrator:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
@@ -82,7 +134,8 @@ class Migrator:
         self.enabled = [p.name for p in kernel.plugins if p.name in self.locations]
         self._script: ScriptDirectory | None = None
         self._heads: dict[str, str] | None = None
-        self._pending: dict[tuple[str, ...], list[str]] = {}
+        self._known: frozenset[str] | None = None
+        self._surveys: dict[tuple[str, ...], Survey] = {}
 
     # -- configuration -------------------------------------------------------------------
 
@@ -139,6 +192,12 @@ class Migrator:
     def has_branch(self, name: str) -> bool:
         return name in self.heads()
 
+    def orphaned(self, rows: tuple[str, ...]) -> tuple[str, ...]:
+        """The rows of `alembic_version` that no installed plugin's revisions know."""
+        if self._known is None:
+            self._known = frozenset(s.revision for s in self.script.walk_revisions())
+        return tuple(row for row in rows if row not in self._known)
+
     # -- running ---------------------------------------------------------------------------
 
     def _engine(self) -> AsyncEngine:
@@ -173,12 +232,20 @@ class Migrator:
 
     @contextlib.contextmanager
     def _commands(self, connection: Connection, **attributes: Any) -> Iterator[Config]:
+        """The configuration Alembic's commands run with on `connection`, with any orphaned
+        row of `alembic_version` out of its sight: taken out first, put back as it was once
+        the commands are done (in the same transaction, so a failure leaves it too)."""
         cfg = self.config()
         cfg.attributes.update(connection=connection, **attributes)
+        orphaned = self.orphaned(_recorded_versions(connection))
+        if orphaned:
+            connection.execute(_VERSION_TABLE.delete().where(_VERSION.in_(orphaned)))
         try:
             yield cfg
         except CommandError as exc:
             raise MigrationError(f"migration failed: {exc}") from None
+        if orphaned:
+            connection.execute(_VERSION_TABLE.insert(), [{"version_num": r} for r in orphaned])
 
     async def upgrade(
         self,
@@ -188,10 +255,25 @@ class Migrator:
     ) -> list[str]:
         """Upgrade the branches of the enabled plugins (or `plugins`) to their heads.
 
-        Returns the plugins whose branches are now at their heads. `progress` is called with
-        each one that was behind, as its upgrade starts: a process that waited for another
-        one's upgrade (`waiting` is called then) finds the branches at their heads and
-        upgrades none.
+        Returns the plugins whose branches are now at their heads (`upgrade_report` tells
+        what moved). `progress` is called with each one that was behind, as its upgrade
+        starts.
+        """
+        report = await self.upgrade_report(plugins, progress=progress, waiting=waiting)
+        return report.targets
+
+    async def upgrade_report(
+        self,
+        plugins: list[str] | None = None,
+        progress: Callable[[str], None] | None = None,
+        waiting: Callable[[], None] | None = None,
+    ) -> Upgrade:
+        """Upgrade the branches of the enabled plugins (or `plugins`) to their heads, and
+        say what moved.
+
+        `progress` is called with each one that was behind, as its upgrade starts: a process
+        that waited for another one's upgrade (`waiting` is called then) finds the branches
+        at their heads and upgrades none. Orphaned rows stay as they are.
         """
         targets = self.enabled if plugins is None else plugins
         for name in targets:
@@ -200,17 +282,34 @@ class Migrator:
         heads = self.heads()
         todo = [n for n in targets if n in heads]
 
-        def work(connection: Connection) -> None:
+        def work(connection: Connection) -> Upgrade:
+            rows = _recorded_versions(connection)
+            before = self.branch_states(rows)
             with self._commands(connection) as cfg:
                 for name in todo:
                     if self._at_head(connection, name):
                         continue
                     if progress:
                         progress(name)
-                    command.upgrade(cfg, f"{name}@head")
+                    try:
+                        command.upgrade(cfg, f"{name}@head")
+                    except DBAPIError as exc:
+                        if orphaned := self.orphaned(rows):
+                            raise MigrationError(_beside_orphans(name, exc, orphaned)) from None
+                        raise
+            after = self.branch_states(_recorded_versions(connection))
+            return Upgrade(todo, self._in_plugin_order(before, after), self.orphaned(rows))
 
-        await self._run(work, migrating=True, waiting=waiting)
-        return todo
+        report: Upgrade = await self._run(work, migrating=True, waiting=waiting)
+        return report
+
+    def _in_plugin_order(
+        self, before: list[BranchState], after: list[BranchState]
+    ) -> list[tuple[BranchState, BranchState]]:
+        """The branches that moved, as (before, after): enabled plugins first, in order."""
+        moved = [(was, now) for was, now in zip(before, after, strict=True) if was != now]
+        rank = {name: i for i, name in enumerate(self.enabled)}
+        return sorted(moved, key=lambda pair: rank.get(pair[0].plugin, len(rank)))
 
     def _at_head(self, connection: Connection, plugin: str) -> bool:
         """Whether `plugin`'s branch is at its head in the database, read now."""
@@ -262,27 +361,51 @@ class Migrator:
         Alembic is asked for the very revisions its downgrade removes, the revisions of other
         branches that `depends_on` them included, so no dependency is worked out here.
         """
+        known = tuple(row for row in current if row not in self.orphaned(current))
         try:
-            removed = self.script.iterate_revisions(current, target, select_for_downgrade=True)
+            removed = self.script.iterate_revisions(known, target, select_for_downgrade=True)
             return {self.owner_of(script) or script.revision for script in removed}
         except RevisionError as exc:
             raise MigrationError(f"migration failed: {exc}") from None
 
     async def states(self) -> list[BranchState]:
         """Where each installed plugin's branch stands in the database."""
-        current = await self._run(_current_heads)
-        return self.branch_states(current)
+        return (await self.survey()).branches
+
+    async def survey(self, engine: AsyncEngine | None = None) -> Survey:
+        """Where each installed plugin's branch stands, and the orphaned rows, read from
+        `alembic_version` (through `engine`, or an engine of its own); the answer for a
+        given set of rows is computed once."""
+        if engine is None:
+            rows: tuple[str, ...] = await self._run(_recorded_versions)
+        else:
+            async with engine.connect() as connection:
+                rows = await connection.run_sync(_recorded_versions)
+        if rows not in self._surveys:
+            self._surveys[rows] = Survey(self.branch_states(rows), self.orphaned(rows))
+        return self._surveys[rows]
+
+    async def unowned_tables(self) -> list[str]:
+        """The tables of the database no installed plugin owns (`alembic_version` aside):
+        an uninstalled plugin's, or tables made outside any plugin."""
+
+        def names(connection: Connection) -> list[str]:
+            return sorted(inspect(connection).get_table_names())
+
+        found: list[str] = await self._run(names)
+        return [n for n in found if n != "alembic_version" and self.table_owner(n) is None]
 
     def branch_states(self, current_heads: tuple[str, ...]) -> list[BranchState]:
+        """Where each installed plugin's branch stands, given the rows of `alembic_version`
+        (orphaned rows are left out)."""
         heads = self.heads()
+        orphaned = self.orphaned(current_heads)
         # alembic_version drops a revision once a revision that `depends_on` it is applied,
         # so a branch's position is its newest revision among the ancestors of the rows.
         applied: set[str] = set()
         for rev in current_heads:
-            try:
+            if rev not in orphaned:
                 applied.update(s.revision for s in self.script.iterate_revisions(rev, "base") if s)
-            except (CommandError, KeyError):  # a revision of a plugin no longer installed
-                continue
         by_owner: dict[str, str] = {}
         for script in self.script.walk_revisions():  # newest first
             owner = self.owner_of(script)
@@ -296,18 +419,14 @@ class Migrator:
     def prepare(self) -> None:
         """Read every plugin's revision files now (slow, blocking) so checks need no I/O."""
         self.heads()
+        self.orphaned(())
 
     async def pending(self, engine: AsyncEngine) -> list[str]:
         """Enabled plugins whose branch is not at its head (used by /health/ready).
 
         Only `alembic_version` is read; the answer for a given set of rows is computed once.
         """
-        async with engine.connect() as connection:
-            current = await connection.run_sync(_recorded_versions)
-        if current not in self._pending:
-            states = self.branch_states(current)
-            self._pending[current] = [s.plugin for s in states if s.enabled and not s.at_head]
-        return self._pending[current]
+        return (await self.survey(engine)).behind
 
     def history(self, plugin: str | None = None) -> list[tuple[str, Script]]:
         """(plugin, revision) pairs, newest first."""
@@ -317,7 +436,8 @@ class Migrator:
         return [r for r in rows if plugin is None or r[0] == plugin]
 
     async def revision(self, plugin: str, message: str, *, autogenerate: bool = False) -> Path:
-        """Write a new revision into `plugin`'s branch; autogenerate compares only its tables."""
+        """Write a new revision into `plugin`'s branch; autogenerate compares only its tables
+        and fills `depends_on` (core.migration_dependencies)."""
         if plugin not in self.enabled:
             raise MigrationError(f"plugin {plugin!r} is not enabled or has no migrations folder")
         directory = self.locations[plugin]
@@ -326,6 +446,16 @@ class Migrator:
         if autogenerate:
             self._import_models()
         created: list[Any] = []
+        needs = self._revisions_making_tables(plugin) if autogenerate else {}
+
+        def compare(context: MigrationContext, revision: Any, directives: list[Any]) -> None:
+            _compare(context, revision, directives)
+            tables = referenced_tables(directives[0].upgrade_ops)
+            depends_on = {needs[name] for name in tables if name in needs}
+            if not first:  # what the branch already comes after needs no saying again
+                before = self.script.iterate_revisions(self.heads()[plugin], "base")
+                depends_on -= {s.revision for s in before if s}
+            directives[0].depends_on = sorted(depends_on) or None
 
         def work(connection: Connection) -> None:
             if autogenerate and not first:
@@ -339,14 +469,14 @@ class Migrator:
                     )
             with self._commands(connection, plugin=plugin) as cfg:
                 if autogenerate:
-                    cfg.set_main_option("revision_environment", "true")  # runs _compare
+                    cfg.set_main_option("revision_environment", "true")  # runs `compare`
                 result = command.revision(
                     cfg,
                     message=message,
                     # Compared in _compare, not by Alembic's autogenerate, which insists
                     # that every plugin's branch (even a disabled one) is at its head.
                     autogenerate=False,
-                    process_revision_directives=_compare if autogenerate else None,
+                    process_revision_directives=compare if autogenerate else None,
                     head="base" if first else f"{plugin}@head",
                     branch_label=plugin if first else None,
                     version_path=str(directory),
@@ -354,8 +484,35 @@ class Migrator:
                 created.extend(result if isinstance(result, list) else [result])
 
         await self._run(work)
-        self._script, self._heads, self._pending = None, None, {}
+        self._script, self._heads, self._known, self._surveys = None, None, None, {}
         return Path(created[0].path)
+
+    def _revisions_making_tables(self, plugin: str) -> dict[str, str]:
+        """For each table of another plugin that `plugin`'s models point at, the revision
+        its new revisions must come after: the first of its branch at which the table
+        exists or, when that cannot be found, the branch's head
+        (core.migration_dependencies)."""
+        wanted: dict[str, set[str]] = {}
+        for name in tables_pointed_at(metadata, lambda t: self.table_owner(t) == plugin):
+            owner = self.table_owner(name)
+            if owner is not None and owner != plugin and self.has_branch(owner):
+                wanted.setdefault(owner, set()).add(name)
+        needs: dict[str, str] = {}
+        for owner, tables in wanted.items():
+            branch = [s.revision for s in self._oldest_first(owner)]
+            found = first_revisions_with(tables, branch, self._scratch_config)
+            needs.update({name: found.get(name, self.heads()[owner]) for name in tables})
+        return needs
+
+    def _oldest_first(self, plugin: str) -> list[Script]:
+        return [
+            s for s in reversed(list(self.script.walk_revisions())) if self.owner_of(s) == plugin
+        ]
+
+    def _scratch_config(self, connection: Connection) -> Config:
+        cfg = self.config()
+        cfg.attributes["connection"] = connection
+        return cfg
 
     def _import_models(self) -> None:
         for plugin in self.kernel.plugins:
@@ -371,6 +528,23 @@ def _compare(context: MigrationContext, revision: Any, directives: list[Any]) ->
     generated = produce_migrations(context, metadata)
     directives[0].upgrade_ops = generated.upgrade_ops
     directives[0].downgrade_ops = generated.downgrade_ops
+
+
+def _beside_orphans(plugin: str, exc: DBAPIError, orphaned: tuple[str, ...]) -> str:
+    """The one-line error of a revision of `plugin` that failed while `alembic_version` has
+    orphaned rows, which may be why.
+
+    A plugin's row stands for the revisions of other branches it `depends_on` when Alembic
+    keeps no row of their own: once that plugin is uninstalled, such a branch looks behind
+    although its tables exist, and its upgrade fails making them again.
+    """
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    return (
+        f"migration failed upgrading {plugin}: {reason}; the orphaned revision "
+        f"{', '.join(orphaned)} (of a plugin no longer installed) may stand for {plugin}'s "
+        "revisions too: reinstall that plugin and run `courtyard db downgrade <plugin>@base` "
+        "first"
+    )
 
 
 def _queue_behind_other_migrations(
@@ -411,10 +585,11 @@ def _current_heads(connection: Connection) -> tuple[str, ...]:
 
 
 _VERSION_TABLE = table("alembic_version", column("version_num"))
+_VERSION = _VERSION_TABLE.c.version_num
 
 
 def _recorded_versions(connection: Connection) -> tuple[str, ...]:
     """The rows of `alembic_version`, read quietly (no Alembic context, no log lines)."""
     if not inspect(connection).has_table("alembic_version"):
         return ()
-    return tuple(connection.execute(select(_VERSION_TABLE.c.version_num)).scalars())
+    return tuple(connection.execute(select(_VERSION)).scalars())

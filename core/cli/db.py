@@ -9,7 +9,7 @@ import typer
 
 from core.cli.context import CliContext
 from core.cli.output import table
-from core.migrator import Migrator
+from core.migrator import Migrator, Upgrade, orphan_advice
 
 db_app = typer.Typer(
     name="db", help="Database migrations (one Alembic branch per plugin).", no_args_is_help=True
@@ -31,26 +31,46 @@ def upgrade(
     """Upgrade the enabled plugins' branches to their heads.
 
     Safe to run from several processes at once: on PostgreSQL they take turns, and one that
-    finds every branch at its head after its turn came upgrades none.
+    finds every branch at its head after its turn came upgrades none. A row of a plugin
+    no longer installed is left alone, with a warning.
     """
     cli, migrator = _migrator(ctx)
-    done = cli.run(
-        migrator.upgrade(
+    report = cli.run(
+        migrator.upgrade_report(
             plugins or None,
             progress=lambda n: typer.echo(f"upgrading {n} → head"),
             waiting=_say_waiting,
         )
     )
-    typer.echo(
-        f"up to date: {', '.join(done)}"
-        if done
-        else "nothing to migrate (no enabled plugin has migrations)"
-    )
+    for line in _summary(report):
+        typer.echo(line)
+    if report.orphaned:
+        _warn(orphan_advice(report.orphaned))
+
+
+def _summary(report: Upgrade) -> list[str]:
+    """`upgraded: auth (base → b41c7d2e0003)` and `already at head: user`: what moved (a
+    branch a target depends on included), and which targets had nothing to do."""
+    if not report.targets:
+        return ["nothing to migrate (no enabled plugin has migrations)"]
+    lines = []
+    if report.moved:
+        moves = [
+            f"{now.plugin} ({was.current or 'base'} → {now.current})" for was, now in report.moved
+        ]
+        lines.append(f"upgraded: {', '.join(moves)}")
+    if report.already_at_head:
+        lines.append(f"already at head: {', '.join(report.already_at_head)}")
+    return lines
 
 
 def _say_waiting() -> None:
     """On stderr, so that stdout stays what the command did."""
     typer.echo("waiting for another migration of this database to finish…", err=True)
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"courtyard: warning: {message}", err=True)
 
 
 @db_app.command()
@@ -77,9 +97,13 @@ def downgrade(
 
 @db_app.command()
 def current(ctx: typer.Context) -> None:
-    """Show where each plugin's branch stands in the database."""
+    """Show where each plugin's branch stands in the database.
+
+    A row of `alembic_version` that no installed plugin has (its plugin was uninstalled)
+    is listed as `(not installed)`, `orphaned`, with what to do about it on stderr.
+    """
     cli, migrator = _migrator(ctx)
-    states = cli.run(migrator.states())
+    survey = cli.run(migrator.survey())
     rows = [
         [
             s.plugin,
@@ -88,9 +112,16 @@ def current(ctx: typer.Context) -> None:
             s.head or "-",
             "at head" if s.at_head else "behind",
         ]
-        for s in states
+        for s in survey.branches
     ]
+    rows += [["(not installed)", "-", row, "-", "orphaned"] for row in survey.orphaned]
     table(["PLUGIN", "ENABLED", "CURRENT", "HEAD", "STATE"], rows)
+    if survey.orphaned:
+        unowned = cli.run(migrator.unowned_tables())
+        owned_by_none = (
+            f" (tables no installed plugin owns: {', '.join(unowned)})" if unowned else ""
+        )
+        _warn(orphan_advice(survey.orphaned) + owned_by_none)
 
 
 @db_app.command()

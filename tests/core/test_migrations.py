@@ -457,9 +457,12 @@ def drop_column(table: str, column: str) -> str:
 
 async def test_cli_upgrade_current_history_and_downgrade(cli, database_url):
     upgraded = cli.ok("db", "upgrade")
-    assert "upgrading alpha → head" in upgraded
-    assert "upgrading beta → head" in upgraded
-    assert "up to date: alpha, beta" in upgraded
+    assert upgraded.splitlines() == [
+        "upgrading alpha → head",
+        "upgrading beta → head",
+        f"upgraded: alpha (base → {ALPHA_REV}), beta (base → {BETA_REV})",
+    ]
+    assert cli.ok("db", "upgrade").splitlines() == ["already at head: alpha, beta"]
 
     assert cli.rows("db", "current") == [
         {"PLUGIN": "alpha", "ENABLED": "yes", "CURRENT": ALPHA_REV, "HEAD": ALPHA_REV,
@@ -533,7 +536,12 @@ async def test_cli_downgrade_with_cascade_names_every_branch_it_took_down(cli, d
     ]
     assert built_in_tables(await tables(database_url)) == set()
 
-    assert "up to date: user, auth, oauth, upload" in cli.ok("db", "upgrade", enabled=BUILT_INS)
+    upgraded = cli.ok("db", "upgrade", enabled=BUILT_INS).splitlines()[-1]
+    assert re.fullmatch(
+        r"upgraded: user \(base → \w+\), auth \(base → \w+\), oauth \(base → \w+\), "
+        r"upload \(base → \w+\)",
+        upgraded,
+    ), upgraded
     assert await tables(database_url) == before
     current = cli.run("db", "current", enabled=BUILT_INS).stdout
     states = {r["PLUGIN"]: r["STATE"] for r in parse_table(current)}
@@ -724,8 +732,10 @@ async def test_cli_reenabled_plugin_catches_up_after_the_others_moved_on(cli, da
 
     upgraded = cli.ok("db", "upgrade", enabled="alpha")
 
-    assert "up to date: alpha" in upgraded
-    assert "beta" not in upgraded
+    assert upgraded.splitlines() == [
+        "upgrading alpha → head",
+        f"upgraded: alpha ({ALPHA_REV} → a1f0c0de0002)",
+    ]
     assert "color" in await columns(database_url, "alpha_item")
     assert "mood" not in await columns(database_url, "beta_note")
     assert await fetch(database_url, "SELECT id, text FROM beta_note") == [("bet_1", "note")]
@@ -741,7 +751,11 @@ async def test_cli_reenabled_plugin_catches_up_after_the_others_moved_on(cli, da
 
     upgraded = cli.ok("db", "upgrade")
 
-    assert "upgrading beta → head" in upgraded
+    assert upgraded.splitlines() == [
+        "upgrading beta → head",
+        f"upgraded: beta ({BETA_REV} → b2e0c0de0002)",
+        "already at head: alpha",
+    ]
     assert "mood" in await columns(database_url, "beta_note")
     assert await fetch(database_url, "SELECT id, text FROM beta_note") == [("bet_1", "note")]
     assert await fetch(database_url, "SELECT id, name FROM alpha_item") == [("alp_1", "item")]

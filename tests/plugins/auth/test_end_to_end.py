@@ -70,7 +70,8 @@ async def test_a_user_signs_up_refreshes_and_logs_out_against_a_running_server(
     uvicorn builds, real client addresses, and logout taking effect on a live server."""
     migrated = run_courtyard("db", "upgrade", cwd=tmp_path, env=server_environment(database_url))
     assert migrated.returncode == 0, migrated.stderr
-    assert "up to date: user, auth" in migrated.stdout, migrated.stdout
+    assert migrated.stdout.splitlines()[-1].startswith("upgraded: user (base → "), migrated.stdout
+    assert ", auth (base → " in migrated.stdout.splitlines()[-1], migrated.stdout
     log = tmp_path / "serve.log"
 
     with serving(server_environment(database_url), tmp_path, log) as (base_url, process):
