@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sys
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
+from core import __version__
 from core.cli.context import CliContext
 from core.cli.db import db_app
 from core.cli.new_plugin import new_plugin_command
@@ -18,6 +21,8 @@ from core.kernel import Kernel
 from core.settings import ConfigurationError
 
 CORE_COMMANDS = frozenset({"serve", "plugins", "db", "new-plugin"})
+# Typer's shell completion (`--install-completion [SHELL]`, `--show-completion [SHELL]`).
+COMPLETION_OPTIONS = frozenset({"--install-completion", "--show-completion"})
 
 
 def build_cli(context: CliContext) -> typer.Typer:
@@ -27,11 +32,21 @@ def build_cli(context: CliContext) -> typer.Typer:
         help="Courtyard: a FastAPI modular monolith.",
         no_args_is_help=True,
         pretty_exceptions_enable=False,
-        add_completion=False,
     )
 
     @cli.callback()
-    def root(ctx: typer.Context) -> None:
+    def root(
+        ctx: typer.Context,
+        show_version: Annotated[
+            bool,
+            typer.Option(
+                "--version",
+                help="Print the version and exit.",
+                is_eager=True,
+                callback=_print_version,
+            ),
+        ] = False,
+    ) -> None:
         ctx.obj = context
 
     cli.command("serve")(serve_command)
@@ -63,11 +78,31 @@ def build_cli(context: CliContext) -> typer.Typer:
 
 
 def _first_command(argv: list[str]) -> str | None:
+    if COMPLETION_OPTIONS & set(argv):
+        return None  # `--show-completion bash`: the shell's name is no command
     return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def version_line() -> str:
+    """`courtyard 0.1.0`: the version of the installed distribution (its metadata)."""
+    try:
+        return f"courtyard {version('courtyard')}"
+    except PackageNotFoundError:  # a source tree on sys.path, never installed
+        return f"courtyard {__version__}"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_line())
+        raise typer.Exit()
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if "--version" in args and _first_command(args) is None:
+        # Before the kernel: the version is printed whatever the configuration says.
+        typer.echo(version_line())
+        return
     try:
         try:
             context = CliContext(Kernel.build())

@@ -4,12 +4,16 @@ The project is rendered from `plugin_template/` (files ending in `.tmpl`, `${...
 placeholders; `__package__`, `__name__` and `__revision__` in paths). Right after
 generation, with no edits: `pip install -e DIR` makes `courtyard plugins` list it,
 `courtyard db upgrade` creates its table, its routes answer, and `pytest` in DIR passes.
+The command prints those steps with the path of the Python running it, so they need no
+activated virtual environment.
 """
 
 from __future__ import annotations
 
 import keyword
 import secrets
+import shlex
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from string import Template
@@ -39,8 +43,22 @@ def new_plugin_command(
         raise ConfigurationError(f"{target} already exists and is not an empty folder")
     files = render(name, target)
     typer.echo(f"created plugin {name!r} in {target} ({len(files)} files). Next:")
-    typer.echo(f"  pip install -e {target}   # then: courtyard plugins, courtyard db upgrade")
-    typer.echo(f"  cd {target} && pytest")
+    for command in next_steps(name, target):
+        typer.echo(f"  {command}")
+
+
+def next_steps(name: str, target: Path) -> list[str]:
+    """Shell commands that install, list, migrate and test the new plugin, with the Python
+    running this command: they work whether or not its environment is activated."""
+    python = shlex.quote(sys.executable)
+    project = shlex.quote(str(target.resolve()))
+    courtyard = f"{python} -m core.cli"  # what `courtyard` runs, in this environment
+    return [
+        f"{python} -m pip install -e {project}",
+        f"{courtyard} plugins     # lists {name!r}",
+        f"{courtyard} db upgrade  # creates its table",
+        f"cd {project} && {python} -m pytest",
+    ]
 
 
 def _valid(name: str) -> bool:

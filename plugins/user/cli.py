@@ -77,6 +77,14 @@ def build_cli(container: Any) -> typer.Typer:
         user = run(ctx, lambda users: users.create(email, name, "admin" if admin else "user"))
         typer.echo(f"created {user.role} {user.email} ({user.id})")
 
+    @cli.command("stats")
+    def stats(ctx: typer.Context) -> None:
+        """Count live users: all, and those created since 00:00 UTC on the 1st of this
+        month, on Monday of this week and today (as GET /api/v1/users/stats)."""
+        counts = run(ctx, lambda users: users.count_members())
+        fields = counts.model_dump()
+        table(list(fields), [[str(value) for value in fields.values()]])
+
     def change(verb: str, changes: dict[str, Any]) -> Callable[[typer.Context, str], None]:
         def command(ctx: typer.Context, email: str) -> None:
             user = run(ctx, lambda users: users.update_by_email(email, changes))

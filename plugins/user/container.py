@@ -2,7 +2,7 @@ from typing import Any
 
 from dependency_injector import containers, providers
 
-from core.db import Database
+from core.db import Database, utcnow
 from plugins.user.directory import AccountDirectory
 from plugins.user.repository import PrimaryAccounts
 from plugins.user.service import UserService
@@ -20,7 +20,11 @@ class UserContainer(containers.DeclarativeContainer):
     database = providers.Dependency(instance_of=Database)
     hooks: providers.Dependency[Any] = providers.Dependency()
 
-    service = providers.Singleton(UserService, database=database, settings=settings, hooks=hooks)
+    # What "now" is for the member statistics; tests replace it to count at chosen instants.
+    clock = providers.Object(utcnow)
+    service = providers.Singleton(
+        UserService, database=database, settings=settings, hooks=hooks, clock=clock
+    )
     # Needs `session=`: the calling plugin's unit of work.
     directory = providers.Factory(AccountDirectory, settings=settings, hooks=hooks)
     # The per-request account check, outside any session.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -128,6 +129,15 @@ class UserRepository(BaseRepository[UserRecord]):
             include_deleted=where.include_deleted,
             where=_conditions(where),
         )
+
+    async def count_live(self, *, created_since: datetime | None = None) -> int:
+        """How many live users there are (created at or after `created_since`, when given):
+        one query, answered from the index `ix_user_deleted_at_created_at`."""
+        live = col(UserRecord.deleted_at).is_(None)
+        stmt = select(func.count()).select_from(UserRecord).where(live)
+        if created_since is not None:
+            stmt = stmt.where(col(UserRecord.created_at) >= created_since)
+        return (await self.session.exec(stmt)).one()
 
     async def lock_active_admins(self) -> list[str]:
         """Ids of the live, active admins, row-locked until the transaction ends.

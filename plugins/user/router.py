@@ -12,7 +12,13 @@ from core.db import Page, PageParams, page_params
 from core.errors import problem_responses
 from core.identity import CurrentPrincipal, Principal, require_role
 from plugins.user.api import EMAIL_MAX_LENGTH, Role, User
-from plugins.user.schemas import AdminUpdate, ProfileUpdate, UserCreate, UserFilter
+from plugins.user.schemas import (
+    AdminUpdate,
+    MemberCounts,
+    ProfileUpdate,
+    UserCreate,
+    UserFilter,
+)
 from plugins.user.service import UserService
 
 Admin = Annotated[Principal, Depends(require_role("admin"))]
@@ -54,17 +60,29 @@ def build_router(container: Any) -> APIRouter:
 
     # The caller's own account
 
-    @router.get("/me", response_model=User, responses=problem_responses(401))
+    @router.get(
+        "/me", summary="Your account", response_model=User, responses=problem_responses(401)
+    )
     async def read_me(account: CurrentAccount) -> User:
         """The caller's account."""
         return account
 
-    @router.patch("/me", response_model=User, responses=problem_responses(400, 401))
+    @router.patch(
+        "/me",
+        summary="Change your profile",
+        response_model=User,
+        responses=problem_responses(400, 401),
+    )
     async def update_me(data: ProfileUpdate, principal: CurrentPrincipal, users: Users) -> User:
         """Change the caller's profile. Role, status and email are not the caller's to set."""
         return await users.update(principal.user_id, data.changes())
 
-    @router.delete("/me", status_code=204, responses=problem_responses(401, 409))
+    @router.delete(
+        "/me",
+        status_code=204,
+        summary="Delete your account",
+        responses=problem_responses(401, 409),
+    )
     async def delete_me(principal: CurrentPrincipal, users: Users) -> Response:
         """Soft-delete the caller's account (409 for the last active admin)."""
         await users.delete(principal.user_id)
@@ -72,7 +90,12 @@ def build_router(container: Any) -> APIRouter:
 
     # Administration
 
-    @router.get("", response_model=Page[User], responses=problem_responses(401, 403))
+    @router.get(
+        "",
+        summary="List users (admins)",
+        response_model=Page[User],
+        responses=problem_responses(401, 403),
+    )
     async def list_users(
         _: Admin,
         users: Users,
@@ -83,32 +106,64 @@ def build_router(container: Any) -> APIRouter:
         return await users.list(where, page)
 
     @router.post(
-        "", status_code=201, response_model=User, responses=problem_responses(400, 401, 403, 409)
+        "",
+        status_code=201,
+        summary="Create a user (admins)",
+        response_model=User,
+        responses=problem_responses(400, 401, 403, 409),
     )
     async def create_user(data: UserCreate, _: Admin, users: Users) -> User:
         """Create an account (admins only); 409 when the email is in use."""
         return await users.create(data.email, data.name, data.role)
 
-    @router.get("/{user_id}", response_model=User, responses=problem_responses(401, 404))
+    # Before "/{user_id}", which would otherwise take "stats" for an id.
+    @router.get(
+        "/stats",
+        summary="Count members",
+        response_model=MemberCounts,
+        responses=problem_responses(401, 403),
+    )
+    async def count_members(_: Admin, users: Users) -> MemberCounts:
+        """Live users (admins only): all of them, and those created since 00:00 UTC on the
+        1st of this month, on Monday of this week and today."""
+        return await users.count_members()
+
+    @router.get(
+        "/{user_id}",
+        summary="Read a user",
+        response_model=User,
+        responses=problem_responses(401, 404),
+    )
     async def read_user(user_id: str, principal: CurrentPrincipal, users: Users) -> User:
         """A user: yourself, or anyone for an admin. 404 for everything else."""
         return await users.visible_to(principal, user_id)
 
     @router.patch(
-        "/{user_id}", response_model=User, responses=problem_responses(400, 401, 403, 404, 409)
+        "/{user_id}",
+        summary="Change a user's name, role or status (admins)",
+        response_model=User,
+        responses=problem_responses(400, 401, 403, 404, 409),
     )
     async def update_user(user_id: str, data: AdminUpdate, _: Admin, users: Users) -> User:
         """Change a user's name, role or status (409 for the last active admin)."""
         return await users.update(user_id, data.changes())
 
-    @router.delete("/{user_id}", status_code=204, responses=problem_responses(401, 403, 404, 409))
+    @router.delete(
+        "/{user_id}",
+        status_code=204,
+        summary="Delete a user (admins)",
+        responses=problem_responses(401, 403, 404, 409),
+    )
     async def delete_user(user_id: str, _: Admin, users: Users) -> Response:
         """Soft-delete a user (409 for the last active admin)."""
         await users.delete(user_id)
         return Response(status_code=204)
 
     @router.post(
-        "/{user_id}/restore", response_model=User, responses=problem_responses(401, 403, 404, 409)
+        "/{user_id}/restore",
+        summary="Restore a deleted user (admins)",
+        response_model=User,
+        responses=problem_responses(401, 403, 404, 409),
     )
     async def restore_user(user_id: str, _: Admin, users: Users) -> User:
         """Undo a soft delete; 409 when another user has taken the email meanwhile."""

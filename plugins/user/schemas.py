@@ -1,4 +1,4 @@
-"""What the HTTP API accepts. Responses are `api.User`, the DTO every plugin shares."""
+"""What the HTTP API accepts, and answers besides `api.User` (the DTO every plugin shares)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from core.openapi_limits import bounded_by
 from plugins.user.api import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH, Role
 
 
@@ -40,7 +41,16 @@ def check_name(value: str) -> str:
 
 
 EmailAddress = Annotated[str, Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(check_email)]
-DisplayName = Annotated[str, Field(max_length=NAME_MAX_LENGTH), AfterValidator(check_name)]
+# NAME_MAX_LENGTH bounds every deployment; the document states this one's (the service
+# checks it).
+DisplayName = Annotated[
+    str,
+    Field(
+        max_length=NAME_MAX_LENGTH,
+        json_schema_extra=bounded_by(maxLength="user.max_name_length"),
+    ),
+    AfterValidator(check_name),
+]
 
 
 class _Input(BaseModel):
@@ -77,23 +87,35 @@ class _Patch(_Input):
 class UserCreate(_Input):
     """An admin creates an account (it signs in once an authentication plugin lets it)."""
 
-    email: EmailAddress
-    name: DisplayName
+    email: EmailAddress = Field(examples=["grace@example.com"])
+    name: DisplayName = Field(examples=["Grace Hopper"])
     role: Role = "user"
 
 
 class ProfileUpdate(_Patch):
     """What a user may change about themselves. Role, status, email and id are not here."""
 
-    name: DisplayName | None = None
+    name: DisplayName | None = Field(None, examples=["Ada King"])
 
 
 class AdminUpdate(_Patch):
     """What an admin may change about any user."""
 
-    name: DisplayName | None = None
-    role: Role | None = None
-    is_active: bool | None = None
+    name: DisplayName | None = Field(None, examples=["Grace Hopper"])
+    role: Role | None = Field(None, examples=["admin"])
+    is_active: bool | None = Field(None, examples=[True])
+
+
+class MemberCounts(BaseModel):
+    """How many live (not deleted) users there are, and how many of them joined since 00:00
+    UTC on the 1st of this month, on Monday of this week, and today."""
+
+    model_config = ConfigDict(frozen=True)
+
+    total: int = Field(ge=0, description="Every live user.", examples=[1280])
+    month: int = Field(ge=0, description="Created since the 1st, 00:00 UTC.", examples=[96])
+    week: int = Field(ge=0, description="Created since Monday, 00:00 UTC.", examples=[21])
+    today: int = Field(ge=0, description="Created since 00:00 UTC today.", examples=[4])
 
 
 @dataclass(frozen=True, slots=True)

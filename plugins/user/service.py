@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from core.db import Database, Page, PageParams
+from core.db import Database, Page, PageParams, utcnow
 from core.errors import NotFoundError
 from core.identity import Principal
 from plugins.user.api import User
 from plugins.user.directory import AccountDirectory
-from plugins.user.schemas import UserFilter
+from plugins.user.repository import UserRepository
+from plugins.user.schemas import MemberCounts, UserFilter
 from plugins.user.settings import UserSettings
+
+Clock = Callable[[], datetime]
 
 
 class UserService:
@@ -21,10 +26,13 @@ class UserService:
     admin's listing, a profile) come from a replica when one is configured; reads an
     operator acts on come from the primary."""
 
-    def __init__(self, database: Database, settings: UserSettings, hooks: Any) -> None:
+    def __init__(
+        self, database: Database, settings: UserSettings, hooks: Any, clock: Clock = utcnow
+    ) -> None:
         self.database = database
         self.settings = settings
         self.hooks = hooks
+        self.clock = clock  # what "now" is: the container's, which tests replace
 
     # Reads
 
@@ -41,6 +49,23 @@ class UserService:
     async def list(self, where: UserFilter, page: PageParams) -> Page[User]:
         async with self._reading() as users:
             return await users.list(where, page)
+
+    async def count_members(self) -> MemberCounts:
+        """Live users: all of them, and those created since 00:00 UTC on the 1st of this
+        month, on Monday of this week and today.
+
+        The four counts run at once, each on a read session of its own: a session (and its
+        connection) serves one task at a time, so sharing one would make them wait in turn
+        or fail."""
+        today = self.clock().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        since = {
+            "total": None,
+            "month": today.replace(day=1),
+            "week": today - timedelta(days=today.weekday()),
+            "today": today,
+        }
+        counts = await asyncio.gather(*(self._count_live(start) for start in since.values()))
+        return MemberCounts(**dict(zip(since, counts, strict=True)))
 
     async def get_by_email(self, email: str) -> User:
         """The live user with `email`, read on the primary (an operator names accounts by
@@ -80,6 +105,10 @@ class UserService:
 
     def _directory(self, session: Any) -> AccountDirectory:
         return AccountDirectory(session, self.settings, self.hooks)
+
+    async def _count_live(self, created_since: datetime | None) -> int:
+        async with self.database.read_sessions() as session:
+            return await UserRepository(session).count_live(created_since=created_since)
 
     @asynccontextmanager
     async def _reading(self) -> AsyncIterator[AccountDirectory]:

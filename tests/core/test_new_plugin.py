@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import sysconfig
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
 
+from core.plugin import discover
 from tests.support.courtyard_cli import (
     PROJECT_ROOT,
     assert_one_line_error,
@@ -24,6 +28,7 @@ from tests.support.courtyard_cli import (
     run_courtyard,
 )
 from tests.support.databases import PG_ENV, inspect_database
+from tests.support.plugin_selection import suite_plugins
 
 NAME = "widgets"
 
@@ -164,3 +169,88 @@ def test_an_empty_folder_is_used(tmp_path: Path) -> None:
     result = run_courtyard("new-plugin", NAME, "--path", str(target), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (target / "courtyard_widgets" / "__init__.py").is_file()
+
+
+# -- the next steps it prints, run as printed ---------------------------------------------
+
+
+def throwaway_environment(folder: Path) -> Path:
+    """A new virtual environment that sees this one's packages (Courtyard, pip, pytest)
+    through a `.pth` file, so that what is installed into it stays in it; its Python."""
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=120
+    )
+    python = folder / "bin" / "python"
+    own = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+    # Processed like a site folder of its own: the editable install's `.pth` files too.
+    ours = sysconfig.get_paths()["purelib"]
+    (Path(own) / "courtyard-test-parent.pth").write_text(
+        f"import site; site.addsitedir({ours!r})\n"
+    )
+    return python
+
+
+def not_activated(folder: Path, database_url: str) -> dict[str, str]:
+    """A shell's environment with no virtual environment activated (no venv on PATH, no
+    VIRTUAL_ENV, no PYTHONPATH), no COURTYARD_* setting but the database, and pip kept off
+    the network (it builds with the setuptools already installed)."""
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("COURTYARD_", "PIP_"))
+        and key not in ("PATH", "PYTHONPATH", "VIRTUAL_ENV", PG_ENV)
+    }
+    environ.update(
+        PATH=os.pathsep.join(["/usr/local/bin", "/usr/bin", "/bin"]),
+        COURTYARD_DATABASE_URL=database_url,
+        # The suite's own plugins and the new one, whatever else this environment has.
+        COURTYARD_ENABLED_PLUGINS=suite_plugins([folder]) + f",{NAME}",
+        PIP_NO_INDEX="1",
+        PIP_NO_BUILD_ISOLATION="0",  # pip reads this one inverted: "0" builds without isolation
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+    )
+    return environ
+
+
+def test_the_printed_next_steps_run_as_printed_without_an_activated_environment(
+    tmp_path: Path,
+) -> None:
+    """Stops: next steps that only work in an activated virtual environment (`pip`,
+    `courtyard` and `pytest` not on PATH), or that install into another Python than the
+    one that has Courtyard."""
+    python = throwaway_environment(tmp_path / "venv")
+    database = tmp_path / "app.db"
+    environ = not_activated(tmp_path / "venv", f"sqlite+aiosqlite:///{database}")
+    target = tmp_path / "my plugins" / f"courtyard-{NAME}"  # a space, quoted in the commands
+
+    created = subprocess.run(
+        [str(python), "-m", "core.cli", "new-plugin", NAME, "--path", str(target)],
+        cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    header, *steps = created.stdout.splitlines()
+    assert header.endswith("Next:"), created.stdout
+    assert [step[:2] for step in steps] == ["  "] * 4, steps
+
+    outputs = []
+    for step in steps:
+        ran = subprocess.run(  # noqa: S602 - each printed line, as a shell runs it
+            step, shell=True, cwd=tmp_path, env=environ, capture_output=True, text=True,
+            timeout=300, check=False,
+        )  # fmt: skip
+        assert ran.returncode == 0, f"{step}\n{ran.stdout}\n{ran.stderr}"
+        outputs.append(ran.stdout)
+
+    _, listed, upgraded, tested = outputs
+    row = rows_by(parse_table(listed), "NAME")[NAME]
+    assert (row["DISTRIBUTION"], row["ENABLED"]) == ("courtyard-widgets", "yes")
+    assert f"upgrading {NAME} → head" in upgraded
+    with closing(sqlite3.connect(database)) as connection:
+        created_tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert "widgets_item" in created_tables
+    assert "6 passed" in tested
+    # Installed into the throwaway environment, not into the one running the tests.
+    assert NAME not in {p.name for p in discover()}

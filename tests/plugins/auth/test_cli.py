@@ -17,7 +17,13 @@ from typing import Any
 
 import pytest
 
-from tests.plugins.auth.conftest import NEW_PASSWORD, PASSWORD, AuthApp, AuthAppFactory
+from tests.plugins.auth.conftest import (
+    NEW_PASSWORD,
+    PASSWORD,
+    AuthApp,
+    AuthAppFactory,
+    bearer,
+)
 from tests.support.courtyard_cli import (
     assert_one_line_error,
     run_courtyard,
@@ -28,6 +34,7 @@ Courtyard = Callable[..., Awaitable[subprocess.CompletedProcess[str]]]
 
 ERROR = "courtyard: error: "
 SET = "password set for {email}; every session of theirs has ended\n"
+USERS = "/api/v1/users"
 
 
 @pytest.fixture
@@ -343,17 +350,160 @@ async def test_set_password_asks_for_the_password_only_once_the_account_is_found
             await signed_in(auth, "ann@example.com", PASSWORD)
 
 
+# -- create-admin ----------------------------------------------------------------------------
+
+CREATED = re.compile(r"created admin (\S+) \((usr_\w+)\), email verified; it can sign in\n")
+
+
+async def assert_signs_in_as_a_verified_admin(auth: AuthApp, email: str, password: str) -> str:
+    """Sign in with the credentials, then act as an admin; the account's id."""
+    tokens = await signed_in(auth, email, password)
+    me = (await auth.me(tokens)).json()
+    assert (me["role"], me["email_verified"], me["is_active"]) == ("admin", True, True)
+    listed = await auth.client.get(USERS, headers=bearer(tokens))  # admins only
+    assert listed.status_code == 200, listed.text
+    assert me["id"] in [user["id"] for user in listed.json()["items"]]
+    return str(me["id"])
+
+
+async def accounts_with(auth: AuthApp, email: str) -> list[tuple[Any, ...]]:
+    return await auth.rows('SELECT id, role FROM "user" WHERE email_key = :key', key=email.lower())
+
+
+async def test_create_admin_asks_twice_and_the_admin_signs_in_at_once(
+    auth_app: AuthAppFactory, courtyard: Courtyard
+) -> None:
+    """Stops: the first admin needing two commands (an account, then a password) or an
+    email verification before it can sign in, and the password reaching the terminal."""
+    async with auth_app(require_verified_email=True) as auth:
+        result = await courtyard(
+            "auth", "create-admin", "Root@Example.com", "--name", "Root",
+            typed=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n",
+        )  # fmt: skip
+
+        assert result.returncode == 0, result
+        assert "Traceback" not in result.stderr
+        assert result.stdout.count("Password") == 1  # asked…
+        assert "Repeat for confirmation" in result.stdout  # …twice
+        created = CREATED.search(result.stdout)
+        assert created, result.stdout
+        assert created.group(1) == "Root@Example.com"  # stored as given
+        assert NEW_PASSWORD not in result.stdout + result.stderr
+        admin_id = await assert_signs_in_as_a_verified_admin(auth, "root@example.com", NEW_PASSWORD)
+        assert admin_id == created.group(2)
+
+
+async def test_create_admin_reads_the_password_from_stdin_for_scripts(
+    auth_app: AuthAppFactory, courtyard: Courtyard, tmp_path: Path
+) -> None:
+    """Stops: provisioning scripts needing a terminal (or the password on the command line,
+    where the shell's history and `ps` show it)."""
+    typed = tmp_path / "password"
+    typed.write_text(f"{NEW_PASSWORD}\nnot read\n")
+    async with auth_app() as auth:
+        with typed.open("rb") as stdin:
+            result = await courtyard(
+                "auth", "create-admin", "ops@example.com", "--name", "Ops", "--password-stdin",
+                stdin=stdin,
+            )  # fmt: skip
+
+        out = ok(result)
+        assert CREATED.fullmatch(out), out  # no prompt
+        await assert_signs_in_as_a_verified_admin(auth, "ops@example.com", NEW_PASSWORD)
+
+
+@pytest.mark.parametrize("password_stdin", [False, True], ids=["prompt", "stdin"])
+async def test_create_admin_refuses_an_email_in_use_before_asking_anything(
+    auth_app: AuthAppFactory, courtyard: Courtyard, tmp_path: Path, password_stdin: bool
+) -> None:
+    """Stops: the operator typing a password twice only to learn the address is taken, and
+    an existing account (here a plain user) being turned into an admin or given a new
+    password."""
+    typed = tmp_path / "typed"
+    typed.write_text(f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n")
+    flags = ["--password-stdin"] if password_stdin else []
+    async with auth_app() as auth:
+        ann = await auth.signup("ann@example.com")
+        stored = await credential(auth, ann["user"]["id"])
+
+        with typed.open("rb") as stdin:
+            result = await courtyard(
+                "auth", "create-admin", "ANN@example.com", "--name", "Ann", *flags, stdin=stdin
+            )
+            read = os.lseek(stdin.fileno(), 0, os.SEEK_CUR)
+
+        line = assert_one_line_error(result, status=1)  # nothing on stdout: no prompt
+        assert line == f"{ERROR}The email ANN@example.com is already in use"
+        assert read == 0, f"the command read {read} bytes of what was typed"
+        assert await accounts_with(auth, "ann@example.com") == [(ann["user"]["id"], "user")]
+        assert await credential(auth, ann["user"]["id"]) == stored
+        await signed_in(auth, "ann@example.com", PASSWORD)
+
+
+@pytest.mark.parametrize(
+    ("email", "name", "message"),
+    [
+        pytest.param("not-an-address", "Root", "Invalid input: email: ", id="email"),
+        pytest.param(
+            "root@example.com", "   ", "Invalid input: name: must not be blank", id="name"
+        ),
+    ],
+)
+async def test_create_admin_refuses_what_the_user_plugin_refuses_before_asking(
+    auth_app: AuthAppFactory, courtyard: Courtyard, email: str, name: str, message: str
+) -> None:
+    """Stops: a malformed address or name found only after the password was typed."""
+    async with auth_app() as auth:
+        result = await courtyard(
+            "auth", "create-admin", email, "--name", name, typed=f"{NEW_PASSWORD}\n" * 2
+        )
+
+        line = assert_one_line_error(result, status=1)
+        assert line.startswith(f"{ERROR}{message}"), line
+        assert await accounts_with(auth, email) == []
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        pytest.param("short", "String should have at least 8 characters", id="too-short"),
+        pytest.param(
+            "password1",
+            "This password is one of the most common ones; choose another",
+            id="common",
+        ),
+        pytest.param("", "standard input (--password-stdin) holds none", id="empty"),
+    ],
+)
+async def test_create_admin_refuses_a_password_the_policy_refuses_in_one_line(
+    auth_app: AuthAppFactory, courtyard: Courtyard, password: str, message: str
+) -> None:
+    """Stops: the first admin, the most valuable account, getting a password an attacker
+    guesses at once (the operator's tool must not be a way around the sign-up rules), and
+    a refusal that leaves an admin without a password behind."""
+    async with auth_app() as auth:
+        result = await courtyard(
+            "auth", "create-admin", "root@example.com", "--name", "Root", "--password-stdin",
+            typed=f"{password}\n",
+        )  # fmt: skip
+
+        line = assert_one_line_error(result, status=1)
+        assert line == f"{ERROR}Invalid input: password: {message}"
+        assert await accounts_with(auth, "root@example.com") == []
+        await assert_login_refused(auth, "root@example.com", password or NEW_PASSWORD)
+
+
 def help_commands(stdout: str) -> list[str]:
     """The command names in the "Commands" panel of a `--help`."""
     panel = stdout.split("Commands", 1)[1]
     return re.findall(r"^\W*([\w-]+) {2,}\S", panel, flags=re.MULTILINE)
 
 
-async def test_help_lists_both_commands(courtyard: Courtyard) -> None:
+async def test_help_lists_every_command(courtyard: Courtyard) -> None:
     """Stops: the operator's tools being unreachable (not registered with `courtyard`)."""
     auth_help = ok(await courtyard("auth", "--help"))
     top_help = ok(await courtyard("--help"))
 
-    assert help_commands(auth_help) == ["revoke-sessions", "set-password"]
-    assert "Passwords and sessions." in auth_help
+    assert help_commands(auth_help) == ["create-admin", "revoke-sessions", "set-password"]
+    assert "The first admin, passwords and sessions." in auth_help
     assert "auth" in help_commands(top_help)

@@ -6,14 +6,18 @@ import asyncio
 import re
 import subprocess
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
+from sqlmodel import col
 
 from core.app import create_app
 from core.settings import CoreSettings
+from plugins.user.models import UserRecord
 from tests.support.courtyard_cli import assert_one_line_error, parse_table, rows_by, run_courtyard
+from tests.support.databases import app_engine
 
 Courtyard = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -25,7 +29,8 @@ ERROR = "courtyard: error: "
 def courtyard(database_url: str, tmp_path: Path) -> Courtyard:
     """`courtyard(*args, enabled="user", **env)` in the test's folder, on `database_url`.
 
-    `enabled=None` leaves COURTYARD_ENABLED_PLUGINS unset (every installed plugin).
+    `enabled=None` leaves COURTYARD_ENABLED_PLUGINS to the suite (every built-in plugin,
+    `tests.support.plugin_selection`).
     """
 
     def run(
@@ -261,3 +266,31 @@ async def test_include_deleted_lists_soft_deleted_users_with_the_time_of_deletio
     # A deleted account is gone for the change commands too.
     refused = await asyncio.to_thread(users, "users", "promote", "bob@example.com")
     assert_refused(refused, "No user with email bob@example.com")
+
+
+async def created_at(database_url: str, user_id: str, when: datetime) -> None:
+    """Set when a user was created, stored as the app stores it (the column's own type)."""
+    engine = app_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(UserRecord).where(col(UserRecord.id) == user_id).values(created_at=when)
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_stats_counts_live_users_as_the_api_does(users: Courtyard, database_url: str) -> None:
+    """Stops: the operator's count including deleted accounts, or disagreeing with the
+    admin API about what "this month", "this week" and "today" are."""
+    old = await asyncio.to_thread(create, users, "old@example.com", "Old")
+    gone = await asyncio.to_thread(create, users, "gone@example.com", "Gone")
+    await asyncio.to_thread(create, users, "new@example.com", "New", "--admin")
+    await created_at(database_url, old, datetime(2000, 1, 1, tzinfo=UTC))
+    await soft_delete(database_url, gone)
+
+    out = await asyncio.to_thread(ok, users("users", "stats"))
+
+    assert out.splitlines()[0].split() == ["total", "month", "week", "today"]
+    # `new`, made a moment ago, counts everywhere (unless this ran across midnight UTC).
+    assert parse_table(out) == [{"total": "2", "month": "1", "week": "1", "today": "1"}]

@@ -29,7 +29,7 @@ async def test_every_route_is_documented_under_the_users_tag(users: UserApp) -> 
     }
     assert set(operations) == {
         ("GET", f"{USERS}/me"), ("PATCH", f"{USERS}/me"), ("DELETE", f"{USERS}/me"),
-        ("GET", USERS), ("POST", USERS),
+        ("GET", USERS), ("POST", USERS), ("GET", f"{USERS}/stats"),
         ("GET", f"{USERS}/{{user_id}}"), ("PATCH", f"{USERS}/{{user_id}}"),
         ("DELETE", f"{USERS}/{{user_id}}"), ("POST", f"{USERS}/{{user_id}}/restore"),
     }  # fmt: skip
@@ -39,6 +39,7 @@ async def test_every_route_is_documented_under_the_users_tag(users: UserApp) -> 
         problem = operation["responses"]["401"]["content"]["application/problem+json"]
         assert problem["schema"]["$ref"].endswith("/Problem")
     assert "403" in operations[("GET", USERS)]["responses"]
+    assert "403" in operations[("GET", f"{USERS}/stats")]["responses"]
     assert "404" in operations[("GET", f"{USERS}/{{user_id}}")]["responses"]
     assert "409" in operations[("POST", f"{USERS}/{{user_id}}/restore")]["responses"]
     user_schema = document["components"]["schemas"]["User"]

@@ -1,8 +1,9 @@
 """The `user` table as the database holds it, on SQLite and PostgreSQL.
 
-The migration `9a7e5c310001` creates it; these tests look at the real database (catalogs,
-raw SQL) rather than through the service, except for the timestamp round trips and the
-rules only the service applies (how the email key is derived, which role is known).
+The migrations `9a7e5c310001` (the table) and `9a7e5c310002` (the statistics' index)
+create it; these tests look at the real database (catalogs, raw SQL) rather than through
+the service, except for the timestamp round trips and the rules only the service applies
+(how the email key is derived, which role is known).
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ from tests.support.databases import (
     tables,
 )
 
-USER_REV = "9a7e5c310001"
+USER_REV = "9a7e5c310002"  # the head of the `user` branch
 COLUMNS = {
     "id", "email", "email_key", "name", "role", "is_active", "email_verified",
     "created_at", "updated_at", "deleted_at",
 }  # fmt: skip
 UNIQUE_EMAIL = "uq_user_email_live"
+LIVE_SINCE = "ix_user_deleted_at_created_at"  # member statistics: live users since an instant
 # The partial index on the plain `email_key` column, exactly as each backend's catalog spells it.
 UNIQUE_EMAIL_DEFINITION = {
     "sqlite": "CREATE UNIQUE INDEX uq_user_email_live ON user (email_key) WHERE deleted_at IS NULL",
@@ -166,8 +168,13 @@ async def test_upgrade_creates_the_user_table_with_its_columns_and_indexes(
     assert (deleted_at["column_names"], deleted_at["unique"]) == (["deleted_at"], False)
     unique_email = shape["indexes"][UNIQUE_EMAIL]  # reflected: a plain column, not an expression
     assert (unique_email["column_names"], unique_email["unique"]) == (["email_key"], True)
+    live_since = shape["indexes"][LIVE_SINCE]
+    assert (live_since["column_names"], live_since["unique"]) == (
+        ["deleted_at", "created_at"],
+        False,
+    )
     indexes = await index_definitions(database_url)
-    assert set(indexes) == {"ix_user_deleted_at", UNIQUE_EMAIL}
+    assert set(indexes) == {"ix_user_deleted_at", UNIQUE_EMAIL, LIVE_SINCE}
     assert indexes[UNIQUE_EMAIL] == UNIQUE_EMAIL_DEFINITION[backend(database_url)]
     assert await user_branch(m) == (USER_REV, USER_REV, True)
 
