@@ -18,16 +18,20 @@ from core.settings import CoreSettings
 from tests.support.databases import MigratedCopies, backends, fresh_database
 from tests.support.distributions import install_set
 from tests.support.hashing import hasher_at_test_cost
+from tests.support.plugin_selection import ENABLED, suite_plugins
 
 BUILD_ROOT = Path(__file__).resolve().parent / "fixtures" / "build"
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No COURTYARD_* setting leaks in from the developer's shell, `.env` or `courtyard.toml`."""
+    """No COURTYARD_* setting leaks in from the developer's shell, `.env` or `courtyard.toml`,
+    and the apps the test builds enable the suite's plugins only, whatever else is installed
+    (`tests.support.plugin_selection`; `use_dists` adds the test distributions it installs)."""
     for key in list(os.environ):
         if key.startswith("COURTYARD_") and not key.startswith("COURTYARD_TEST_"):
             monkeypatch.delenv(key)
+    monkeypatch.setenv(ENABLED, suite_plugins())
     monkeypatch.chdir(tmp_path)
 
 
@@ -50,11 +54,15 @@ def dists() -> dict[str, Path]:
 
 @pytest.fixture
 def use_dists(monkeypatch: pytest.MonkeyPatch, dists: dict[str, Path]) -> Callable[..., None]:
-    """Put installed test distributions on sys.path for this test only."""
+    """Put installed test distributions on sys.path for this test only; their plugins join
+    the ones the test's apps enable unless told otherwise."""
+    in_use: list[Path] = []
 
     def use(*set_names: str) -> None:
         for name in set_names:
             monkeypatch.syspath_prepend(str(dists[name]))
+            in_use.append(dists[name])
+        monkeypatch.setenv(ENABLED, suite_plugins(in_use))
 
     return use
 

@@ -12,7 +12,10 @@ import jsonschema
 from core.app import create_app
 from core.settings import CoreSettings
 
-SQLITE = CoreSettings(database_url="sqlite+aiosqlite:///:memory:")
+
+def sqlite() -> CoreSettings:
+    """Built in the test, so the suite's plugin selection applies (not at import time)."""
+    return CoreSettings(database_url="sqlite+aiosqlite:///:memory:")
 
 
 def error_bodies(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -27,7 +30,7 @@ def error_bodies(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_every_error_is_documented_as_problem_json_only() -> None:
-    bodies = error_bodies(create_app(SQLITE).openapi())
+    bodies = error_bodies(create_app(sqlite()).openapi())
     assert len(bodies) > 100
     assert {where: list(content) for where, content in bodies.items()} == {
         where: ["application/problem+json"] for where in bodies
@@ -37,7 +40,7 @@ def test_every_error_is_documented_as_problem_json_only() -> None:
 
 
 async def test_the_problem_schemas_describe_what_the_api_sends() -> None:
-    app = create_app(SQLITE)
+    app = create_app(sqlite())
     document = app.openapi()
     schemas = document["components"]["schemas"]
     assert {"Problem", "ValidationProblem", "FieldError"} <= set(schemas)
@@ -54,7 +57,7 @@ async def test_the_problem_schemas_describe_what_the_api_sends() -> None:
 
 
 def test_the_document_is_built_once() -> None:
-    app = create_app(SQLITE)
+    app = create_app(sqlite())
     assert app.openapi() is app.openapi()
 
 
@@ -62,7 +65,7 @@ def test_operation_ids_and_model_names_are_fastapis_for_the_full_path() -> None:
     """Clients generated from the document name their calls and models after these. Each
     operationId is FastAPI's default for the route's whole path, plugin prefix included,
     as `include_router` makes it, and a body model is named after its operation."""
-    document = create_app(SQLITE).openapi()
+    document = create_app(sqlite()).openapi()
     operation_ids = {
         (method, path): operation["operationId"]
         for path, operations in document["paths"].items()

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO
 
+from tests.support.plugin_selection import ENABLED, suite_plugins
+
 COURTYARD = Path(sys.executable).parent / "courtyard"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,7 +63,10 @@ def start_courtyard(
 
 
 def _environment(pythonpath: Iterable[Path], env: Mapping[str, str] | None) -> dict[str, str]:
-    """This process's environment without any COURTYARD_* setting but those in `env`."""
+    """This process's environment without any COURTYARD_* setting but those in `env`; unless
+    `env` names the plugins to enable, the suite's own (`tests.support.plugin_selection`):
+    the built-in ones and those installed in the `pythonpath` folders."""
+    pythonpath = list(pythonpath)
     environ = {
         key: value
         for key, value in os.environ.items()
@@ -72,6 +77,7 @@ def _environment(pythonpath: Iterable[Path], env: Mapping[str, str] | None) -> d
     # The plugin distributions, then this source tree (whatever the venv's install points at).
     environ["PYTHONPATH"] = os.pathsep.join([*(str(p) for p in pythonpath), str(PROJECT_ROOT)])
     environ.update(env or {})
+    environ.setdefault(ENABLED, suite_plugins(pythonpath))
     return environ
 
 

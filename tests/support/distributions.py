@@ -27,6 +27,7 @@ SETS: dict[str, list[str]] = {
     "userwatch": ["courtyard-userwatch"],
     "rogue": ["courtyard-rogue"],
     "oldcore": ["courtyard-oldcore"],
+    "stranger": ["courtyard-stranger"],
 }
 
 

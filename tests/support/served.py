@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.courtyard_cli import COURTYARD
+from tests.support.plugin_selection import ENABLED, suite_plugins
 
 STARTUP_DEADLINE = 20.0  # seconds for `courtyard serve` to answer /health/live
 STOP_DEADLINE = 10.0
@@ -49,6 +50,8 @@ def serving(
     }
     environ["COURTYARD_SHUTDOWN_DRAIN"] = "0"
     environ.update(environment)
+    # The suite's plugins unless `environment` names them (`tests.support.plugin_selection`).
+    environ.setdefault(ENABLED, suite_plugins(environ.get("PYTHONPATH", "").split(os.pathsep)))
     with log.open("w") as output:
         process = subprocess.Popen(
             [*command, "--host", "127.0.0.1", "--port", str(port)],
