@@ -27,6 +27,7 @@ from tests.support.databases import PG_ENV, inspect_database
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = PROJECT_ROOT / "examples" / "courtyard-notes"
+NOTES_TABLES = ["notes_note", "notes_owner", "notes_tag"]
 _GENERATED = shutil.ignore_patterns(
     "build", "*.egg-info", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"
 )
@@ -117,7 +118,7 @@ async def test_a_disabled_notes_plugin_gets_no_tables_and_keeps_its_data(
     upgraded = courtyard("db", "upgrade", disabled=False)
     assert upgraded.returncode == 0, upgraded.stderr
     assert "upgrading notes" in upgraded.stdout
-    assert await inspect_database(database_url, notes_tables) == ["notes_note", "notes_tag"]
+    assert await inspect_database(database_url, notes_tables) == NOTES_TABLES
     created = courtyard("users", "create", "ada@example.com", "--name", "Ada", disabled=False)
     assert created.returncode == 0, created.stderr
     owner = re.search(r"\((usr_\w+)\)", created.stdout)
@@ -128,7 +129,7 @@ async def test_a_disabled_notes_plugin_gets_no_tables_and_keeps_its_data(
     stats = courtyard("notes", "stats", disabled=True)
 
     assert again.returncode == 0, again.stderr
-    assert await inspect_database(database_url, notes_tables) == ["notes_note", "notes_tag"]
+    assert await inspect_database(database_url, notes_tables) == NOTES_TABLES
     assert await inspect_database(database_url, _note_titles) == ["kept"]
     assert stats.returncode == 2
     assert "No such command 'notes'" in stats.stderr

@@ -15,6 +15,9 @@ fixtures available in any test suite (pytest-asyncio is needed for the async one
 - `courtyard_client`: an httpx.AsyncClient speaking to that app.
 - `act_as(user_id, *roles)`: headers that make a request come from that principal, with
   no authentication plugin needed (the `user` plugin still checks the account exists).
+- `make_user(email=None, *, name=None, role=None, verified=True, active=True)` and
+  `make_admin(...)`: a real account, made and committed by the app's `user` plugin (which
+  must be enabled); `act_as(user.id)` then acts as it, with the account's role.
 - `assert_plugin_conforms(name)` (import it from `core.testing`): the plugin contract.
 """
 
@@ -24,9 +27,8 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import inspect, text
@@ -38,6 +40,10 @@ from core.migrator import Migrator
 from core.settings import CoreSettings
 from core.testing.databases import PG_ENV, fresh_database
 from core.testing.principal import principal_headers, trust_test_principals
+from core.testing.users import MakeUser, UserMaker
+
+if TYPE_CHECKING:
+    import httpx
 
 try:
     from pytest_asyncio import fixture as async_fixture
@@ -131,6 +137,12 @@ async def _empty_tables(settings: CoreSettings) -> None:
 @async_fixture
 async def courtyard_client(courtyard_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client speaking ASGI to `courtyard_app`."""
+    try:  # imported here: a pytest run that never asks for this fixture needs no httpx
+        import httpx
+    except ImportError:
+        message = "courtyard_client needs httpx: pip install 'courtyard[testing]'"
+        pytest.fail(message, pytrace=False)
+
     transport = httpx.ASGITransport(app=courtyard_app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
@@ -140,3 +152,15 @@ async def courtyard_client(courtyard_app: FastAPI) -> AsyncIterator[httpx.AsyncC
 def act_as() -> Callable[..., dict[str, str]]:
     """`act_as(user_id, "admin")` → headers making a request come from that principal."""
     return principal_headers
+
+
+@pytest.fixture
+def make_user(courtyard_app: FastAPI) -> MakeUser:
+    """`await make_user()` → a new, verified, active account with the `user` role."""
+    return UserMaker(courtyard_app, "user")
+
+
+@pytest.fixture
+def make_admin(courtyard_app: FastAPI) -> MakeUser:
+    """`await make_admin()` → a new, verified, active account with the `admin` role."""
+    return UserMaker(courtyard_app, "admin")

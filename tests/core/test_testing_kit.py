@@ -25,7 +25,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 AUTHOR_TESTS = """
 import pytest
-from sqlalchemy import func, select
+
+from core.errors import ConflictError
 
 
 @pytest.fixture
@@ -33,21 +34,16 @@ def courtyard_plugins():
     return "user"
 
 
-async def make_admin(app):
-    service = app.state.kernel.container_of("user").service()
-    return await service.create("ada@example.com", "Ada", "admin")
-
-
-async def test_an_admin_lists_users(courtyard_app, courtyard_client, act_as):
-    admin = await make_admin(courtyard_app)
-    response = await courtyard_client.get("/api/v1/users", headers=act_as(admin.id, "admin"))
+async def test_an_admin_lists_users(courtyard_client, act_as, make_admin):
+    admin = await make_admin(name="Ada")
+    response = await courtyard_client.get("/api/v1/users", headers=act_as(admin.id))
     assert response.status_code == 200, response.text
-    assert [u["email"] for u in response.json()["items"]] == ["ada@example.com"]
+    assert [u["name"] for u in response.json()["items"]] == ["Ada"]
 
 
-async def test_the_previous_tests_rows_are_gone(courtyard_app, courtyard_client, act_as):
-    admin = await make_admin(courtyard_app)  # would be a 409 if the first one were still there
-    response = await courtyard_client.get("/api/v1/users", headers=act_as(admin.id, "admin"))
+async def test_the_previous_tests_rows_are_gone(courtyard_client, act_as, make_admin):
+    admin = await make_admin(name="Ada")
+    response = await courtyard_client.get("/api/v1/users", headers=act_as(admin.id))
     assert len(response.json()["items"]) == 1
 
 
@@ -59,6 +55,58 @@ async def test_a_stranger_is_unauthenticated(courtyard_client, act_as):
 
 def test_only_the_chosen_plugins_are_enabled(courtyard_app):
     assert courtyard_app.state.kernel.plugin_names == ["user"]
+
+
+async def test_made_accounts_act_with_their_own_role(
+    courtyard_client, act_as, make_user, make_admin
+):
+    ann = await make_user(name="Ann")
+    bob = await make_user("Bob@Example.com", verified=False)
+    admin = await make_admin()
+
+    me = (await courtyard_client.get("/api/v1/users/me", headers=act_as(ann.id))).json()
+    bobs = (await courtyard_client.get("/api/v1/users/me", headers=act_as(bob.id))).json()
+    refused = await courtyard_client.get("/api/v1/users", headers=act_as(ann.id, "admin"))
+    listed = await courtyard_client.get("/api/v1/users", headers=act_as(admin.id))
+
+    assert (me["id"], me["email"], me["name"], me["role"]) == (
+        ann.id, "user1@example.com", "Ann", "user"
+    )
+    assert (me["email_verified"], me["is_active"]) == (True, True)
+    assert (bobs["email"], bobs["name"], bobs["email_verified"]) == (
+        "Bob@Example.com", "User 2", False
+    )
+    assert refused.status_code == 403  # the account's role wins over the one claimed
+    assert sorted(u["email"] for u in listed.json()["items"]) == [
+        "Bob@Example.com", "admin1@example.com", "user1@example.com"
+    ]
+
+
+async def test_an_inactive_account_cannot_act(courtyard_client, act_as, make_user):
+    idle = await make_user(active=False)
+    assert idle.is_active is False
+    response = await courtyard_client.get("/api/v1/users/me", headers=act_as(idle.id))
+    assert response.status_code == 401
+
+
+async def test_a_taken_email_is_refused(make_user):
+    await make_user("ann@example.com")
+    with pytest.raises(ConflictError, match="ANN@example.com is already in use"):
+        await make_user("ANN@example.com")
+"""
+
+WITHOUT_USERS = """
+import pytest
+
+
+@pytest.fixture
+def courtyard_plugins():
+    return "mail"
+
+
+async def test_making_a_user_needs_the_user_plugin(make_user):
+    with pytest.raises(pytest.fail.Exception, match="need the 'user' plugin"):
+        await make_user()
 """
 
 
@@ -76,15 +124,17 @@ def run_pytest(folder: Path, *, pg: bool) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("backend", backends())
 def test_an_author_tests_a_plugin_with_the_kits_fixtures(tmp_path: Path, backend: str) -> None:
-    """The fixtures give a migrated, running app with the chosen plugins, a client, a way to
-    act as a user without `auth`, and tests that do not see each other's rows — on SQLite,
-    and on a fresh PostgreSQL database when the variable names a server."""
+    """The fixtures give a migrated, running app with the chosen plugins, a client, real
+    accounts to act as without `auth` (`make_user`, `make_admin`, `act_as`), and tests that
+    do not see each other's rows — on SQLite, and on a fresh PostgreSQL database when the
+    variable names a server."""
     (tmp_path / "test_author.py").write_text(textwrap.dedent(AUTHOR_TESTS))
+    (tmp_path / "test_without_users.py").write_text(textwrap.dedent(WITHOUT_USERS))
 
     result = run_pytest(tmp_path, pg=backend == "postgresql")
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout
+    assert "8 passed" in result.stdout
 
 
 @pytest.mark.parametrize("backend", backends())

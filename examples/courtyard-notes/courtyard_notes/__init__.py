@@ -8,11 +8,10 @@ from core.plugin import Plugin
 
 plugin = Plugin(
     name="notes",
-    package=__name__,
-    version="0.1.0",
+    package=__name__,  # `version` left out: the distribution's (pyproject.toml) is shown
     description="Private notes with tags, owned by users.",
     core_version=">=0.1,<1",  # the Courtyard core releases this plugin is known to work with
-    requires=("user",),  # notes reference `user.id`, and follow `user_deleted`
+    requires=("user",),  # notes reference `user.id`, show authors, follow user events
     settings="settings:NotesSettings",
     container="container:NotesContainer",
     router="router:build_router",

@@ -30,3 +30,18 @@ class Note(BaseModel):
     tags: list[str]
     created_at: datetime
     updated_at: datetime
+
+
+class Author(BaseModel):
+    """Who wrote a note, as a listing shows them: the user's id and display name."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+
+
+class ListedNote(Note):
+    """A note in a listing, with its author (None if the account is gone meanwhile)."""
+
+    author: Author | None

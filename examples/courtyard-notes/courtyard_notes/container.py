@@ -15,5 +15,14 @@ class NotesContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=NotesSettings)
     database = providers.Dependency(instance_of=Database)
     hooks: providers.Dependency[Any] = providers.Dependency()
+    # The `user` plugin's `directory` (a `plugins.user.api.UserDirectory` per unit of work):
+    # this plugin lists "user" in `requires`, and the core connects the input by its name.
+    user_directory: providers.Dependency[Any] = providers.Dependency()
 
-    service = providers.Singleton(NoteService, database=database, settings=settings, hooks=hooks)
+    service = providers.Singleton(
+        NoteService,
+        database=database,
+        settings=settings,
+        hooks=hooks,
+        users=user_directory.provider,  # the provider itself: called with `session=`
+    )

@@ -25,9 +25,11 @@ class NotesHooks:
 
     @hookimpl
     async def user_deleted(self, user_id: str) -> None:
-        """A deleted user's notes are soft-deleted with it: hidden, but not destroyed.
+        """A deleted user's notes are hidden with it: soft-deleted, marked `hidden_by`."""
+        await self.container.service().hide_all_of(user_id)
 
-        Restoring the user does not bring them back (the plugin cannot tell them from notes
-        the user had deleted before); the rows stay in `notes_note` for an operator.
-        """
-        await self.container.service().delete_all_of(user_id)
+    @hookimpl
+    async def user_restored(self, user_id: str) -> None:
+        """A restored user gets back the notes its deletion hid; the notes the user had
+        deleted before stay deleted."""
+        await self.container.service().unhide_all_of(user_id)

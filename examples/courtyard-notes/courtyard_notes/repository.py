@@ -6,11 +6,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, case, delete, func, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
 from core.db import BaseRepository, Slice, utcnow
 
-from courtyard_notes.models import NoteRecord, NoteTag
+from courtyard_notes.models import HIDDEN_WITH_OWNER, NoteOwner, NoteRecord, NoteTag
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,31 +46,81 @@ class NoteRepository(BaseRepository[NoteRecord]):
             where.append(col(NoteRecord.id).in_(tagged))
         return await self.list(limit=limit, cursor=cursor, where=where)
 
-    async def count_live(self, owner_id: str) -> int:
-        stmt = select(func.count()).where(
-            col(NoteRecord.owner_id) == owner_id, col(NoteRecord.deleted_at).is_(None)
-        )
-        return (await self.session.exec(stmt)).one()
-
-    async def lock_owner(self, owner_id: str) -> None:
-        """Serialise note creation per owner until the transaction ends, so two concurrent
-        creates cannot both pass the per-user limit. PostgreSQL takes a transaction-scoped
-        advisory lock; SQLite needs none (every write transaction holds the database lock).
-        """
-        if self.session.get_bind().dialect.name != "postgresql":
-            return
-        key = func.hashtextextended(f"courtyard_notes.owner:{owner_id}", 0)
-        await self.session.exec(select(func.pg_advisory_xact_lock(key)))
-
-    async def soft_delete_all_of(self, owner_id: str) -> int:
-        """Soft-delete every live note of `owner_id` in one statement; how many."""
+    async def hide_all_of(self, owner_id: str) -> int:
+        """Soft-delete every live note of `owner_id`, marked as hidden with its owner, in
+        one statement; how many."""
         now = utcnow()
         result = await self.session.exec(
             update(NoteRecord)
             .where(col(NoteRecord.owner_id) == owner_id, col(NoteRecord.deleted_at).is_(None))
-            .values(deleted_at=now, updated_at=now)
+            .values(deleted_at=now, updated_at=now, hidden_by=HIDDEN_WITH_OWNER)
         )
         return int(result.rowcount)
+
+    async def unhide_all_of(self, owner_id: str) -> int:
+        """Bring back the notes of `owner_id` hidden with its owner (not those the owner
+        deleted), in one statement; how many."""
+        result = await self.session.exec(
+            update(NoteRecord)
+            .where(
+                col(NoteRecord.owner_id) == owner_id,
+                col(NoteRecord.hidden_by) == HIDDEN_WITH_OWNER,
+            )
+            .values(deleted_at=None, updated_at=utcnow(), hidden_by=None)
+        )
+        return int(result.rowcount)
+
+    # The per-owner counter of live notes
+
+    async def take_slot(self, owner_id: str, limit: int) -> bool:
+        """Count one more live note for `owner_id` if it has fewer than `limit`; whether it
+        had. Check and count are one conditional UPDATE of the owner's counter row, which
+        keeps the row locked until the transaction ends (PostgreSQL; SQLite serialises
+        writers already): a concurrent creation waits there, then sees this one's count.
+        """
+        if await self._claim(owner_id, limit):
+            return True
+        await self._add_counter(owner_id)  # the owner's first note since the counter came
+        return await self._claim(owner_id, limit)
+
+    async def count_live_change(self, owner_id: str, change: int) -> None:
+        """Add `change` (negative for notes deleted) to the owner's count of live notes.
+
+        Relative to the row as it is when locked, never a recount: on PostgreSQL a recount
+        in the statement would read the notes as they were when it started, and miss a
+        note a concurrent creation committed while this statement waited for the row."""
+        if not change:
+            return
+        live = col(NoteOwner.live)
+        await self.session.exec(
+            update(NoteOwner).where(col(NoteOwner.owner_id) == owner_id).values(live=live + change)
+        )
+
+    async def _claim(self, owner_id: str, limit: int) -> bool:
+        live = col(NoteOwner.live)
+        result = await self.session.exec(
+            update(NoteOwner)
+            .where(col(NoteOwner.owner_id) == owner_id, live < limit)
+            .values(live=live + 1)
+        )
+        return int(result.rowcount) == 1
+
+    async def _add_counter(self, owner_id: str) -> None:
+        """The owner's counter row, counting the live notes there are, unless a concurrent
+        transaction adds it first (then this waits for that one and adds nothing)."""
+        live_notes = (
+            select(func.count())
+            .select_from(NoteRecord)
+            .where(col(NoteRecord.owner_id) == owner_id, col(NoteRecord.deleted_at).is_(None))
+            .scalar_subquery()
+        )
+        row = {"owner_id": owner_id, "live": live_notes}
+        stmt: postgresql.Insert | sqlite.Insert
+        if self.session.get_bind().dialect.name == "postgresql":
+            stmt = postgresql.insert(NoteOwner).values(row).on_conflict_do_nothing()
+        else:
+            stmt = sqlite.insert(NoteOwner).values(row).on_conflict_do_nothing()
+        await self.session.exec(stmt)
 
     # Tags
 

@@ -1,4 +1,4 @@
-"""What the HTTP API accepts. Responses are `api.Note`."""
+"""What the HTTP API accepts. Responses are `api.Note` (`api.ListedNote` in a listing)."""
 
 from __future__ import annotations
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
 from core.db import Database, Page, PageParams, is_valid_id
 from core.errors import ConflictError, InvalidInputError, NotFoundError
 from core.hooks import emit
+from plugins.user.api import UserDirectory
 
-from courtyard_notes.api import NOTE_ID_PREFIX, Note
+from courtyard_notes.api import NOTE_ID_PREFIX, Author, Note
 from courtyard_notes.models import NoteRecord
 from courtyard_notes.repository import NoteRepository, OwnerCount
 from courtyard_notes.schemas import NoteCreate
@@ -38,10 +39,17 @@ class NoteService:
     like one that does not exist (404), so ids cannot be probed.
     """
 
-    def __init__(self, database: Database, settings: NotesSettings, hooks: Any) -> None:
+    def __init__(
+        self,
+        database: Database,
+        settings: NotesSettings,
+        hooks: Any,
+        users: Callable[..., UserDirectory],
+    ) -> None:
         self.database = database
         self.settings = settings
         self.hooks = hooks
+        self.users = users  # the user plugin's directory: `self.users(session=session)`
 
     # Reads
 
@@ -60,6 +68,16 @@ class NoteService:
             record = await self._owned(notes, owner_id, note_id)
             return to_note(record, await self._tags(notes, record))
 
+    async def authors(self, user_ids: list[str]) -> list[Author | None]:
+        """The author of each note owner in `user_ids`, in that order (None for an account
+        that is gone): one query for all of them, the batch function of the listing's
+        `DataLoader`."""
+        async with self.database.read_sessions() as session:
+            found = await self.users(session=session).get_many(user_ids)
+        return [
+            Author(id=user.id, name=user.name) if (user := found.get(i)) else None for i in user_ids
+        ]
+
     async def counts_by_owner(self) -> list[OwnerCount]:
         """Live and deleted notes per owner. A read session runs no transaction, so this
         never waits for the app's writers."""
@@ -69,13 +87,16 @@ class NoteService:
     # Changes
 
     async def create(self, owner_id: str, data: NoteCreate) -> Note:
-        """A new note; 409 `notes.limit_reached` when the owner has `max_per_user` already."""
+        """A new note; 409 `notes.limit_reached` when the owner has `max_per_user` already.
+
+        The limit holds under concurrency: the owner's counter row is claimed first, in one
+        conditional UPDATE that locks it until the commit (see `NoteRepository.take_slot`).
+        """
         self._check_body(data.body)
         async with self.database.write_sessions() as session:
             notes = NoteRepository(session)
-            await notes.lock_owner(owner_id)
             limit = self.settings.max_per_user
-            if await notes.count_live(owner_id) >= limit:
+            if not await notes.take_slot(owner_id, limit):
                 raise ConflictError(
                     f"You have reached the limit of {limit} notes; delete some to add more",
                     code="notes.limit_reached",
@@ -114,12 +135,27 @@ class NoteService:
         async with self.database.write_sessions() as session:
             notes = NoteRepository(session)
             await notes.soft_delete(await self._owned(notes, owner_id, note_id, for_update=True))
+            await notes.count_live_change(owner_id, -1)
             await session.commit()
 
-    async def delete_all_of(self, owner_id: str) -> int:
-        """Soft-delete every note of a user (whose account was deleted); how many."""
+    async def hide_all_of(self, owner_id: str) -> int:
+        """Hide every live note of a user whose account was deleted (a soft delete marked
+        as such, so that `unhide_all_of` can tell them from notes the user deleted); how
+        many."""
         async with self.database.write_sessions() as session:
-            count = await NoteRepository(session).soft_delete_all_of(owner_id)
+            notes = NoteRepository(session)
+            count = await notes.hide_all_of(owner_id)
+            await notes.count_live_change(owner_id, -count)
+            await session.commit()
+            return count
+
+    async def unhide_all_of(self, owner_id: str) -> int:
+        """Bring back the notes hidden when the user's account was deleted, and only those;
+        how many."""
+        async with self.database.write_sessions() as session:
+            notes = NoteRepository(session)
+            count = await notes.unhide_all_of(owner_id)
+            await notes.count_live_change(owner_id, count)
             await session.commit()
             return count
 

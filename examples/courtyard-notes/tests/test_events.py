@@ -1,4 +1,5 @@
-"""Events: `notes` reacts to `user_deleted` and publishes `note_created`."""
+"""Events: `notes` reacts to `user_deleted` and `user_restored`, and publishes
+`note_created`."""
 
 from __future__ import annotations
 
@@ -58,6 +59,45 @@ async def test_deleting_a_user_soft_deletes_their_notes_only(
         assert kept_rows.scalar_one() == 2  # hidden, not destroyed
     mine = await courtyard_client.get(API, headers=act_as(staying.id))
     assert [n["title"] for n in mine.json()["items"]] == ["kept"]
+
+
+async def test_restoring_a_user_brings_back_only_the_notes_its_deletion_hid(
+    courtyard_app: FastAPI,
+    courtyard_client: httpx.AsyncClient,
+    act_as: Headers,
+    make_user: MakeUser,
+) -> None:
+    me = await make_user()
+    mine = act_as(me.id)
+    kept = (await courtyard_client.post(API, json={"title": "kept"}, headers=mine)).json()
+    binned = (await courtyard_client.post(API, json={"title": "binned"}, headers=mine)).json()
+    await courtyard_client.delete(f"{API}/{binned['id']}", headers=mine)  # the user's choice
+    users = courtyard_app.state.kernel.container_of("user").service()
+    database: Database = courtyard_app.state.database
+
+    await users.delete(me.id)
+    hidden = await _hidden_by(database, me.id)
+    await users.restore(me.id)  # `user_restored` fires on its commit
+
+    assert hidden == {"kept": "user_deleted", "binned": None}
+    assert await _live_titles(database, me.id) == ["kept"]
+    assert await _hidden_by(database, me.id) == {"kept": None, "binned": None}
+    listed = (await courtyard_client.get(API, headers=mine)).json()["items"]
+    assert [n["id"] for n in listed] == [kept["id"]]
+    gone = await courtyard_client.get(f"{API}/{binned['id']}", headers=mine)
+    assert gone.status_code == 404
+    # The per-user limit (2) counts the restored note: one more fits, then no more.
+    assert (await courtyard_client.post(API, json={"title": "2"}, headers=mine)).status_code == 201
+    assert (await courtyard_client.post(API, json={"title": "3"}, headers=mine)).status_code == 409
+
+
+async def _hidden_by(database: Database, owner_id: str) -> dict[str, str | None]:
+    async with database.read_engine.connect() as connection:
+        rows = await connection.execute(
+            text("SELECT title, hidden_by FROM notes_note WHERE owner_id = :owner"),
+            {"owner": owner_id},
+        )
+        return {row.title: row.hidden_by for row in rows}
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
 
 from core.kernel import Kernel
 from core.settings import ConfigurationError, CoreSettings
@@ -51,6 +53,43 @@ async def test_concurrent_creates_never_pass_the_limit(
 
     assert sorted(r.status_code for r in responses) == [201, 201, 409, 409, 409, 409]
     assert len((await courtyard_client.get(API, headers=me)).json()["items"]) == 2
+
+
+async def test_many_users_creating_at_once_each_stop_at_the_limit(
+    courtyard_app: FastAPI,
+    courtyard_client: httpx.AsyncClient,
+    act_as: Headers,
+    make_user: MakeUser,
+) -> None:
+    """Concurrent creates, some for an owner whose counter row exists and some for one
+    whose row is made by this very race. On PostgreSQL (COURTYARD_TEST_DATABASE_URL) each
+    request is a transaction on its own connection, so they really overlap; a count read
+    before the insert would let several through."""
+    users = [await make_user() for _ in range(3)]
+    first = await courtyard_client.post(API, json={"title": "n"}, headers=act_as(users[0].id))
+    assert first.status_code == 201  # ann's counter row exists before the race; the others' not
+
+    responses = await asyncio.gather(
+        *[
+            courtyard_client.post(API, json={"title": f"n{i}"}, headers=act_as(user.id))
+            for i in range(4)
+            for user in users
+        ]
+    )
+
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [201] * 5 + [409] * 7, [r.text for r in responses if r.status_code >= 500]
+    async with courtyard_app.state.database.read_engine.connect() as connection:
+        live = await connection.execute(
+            text(
+                "SELECT owner_id, count(*) FROM notes_note WHERE deleted_at IS NULL "
+                "GROUP BY owner_id"
+            )
+        )
+        counted = await connection.execute(text("SELECT owner_id, live FROM notes_owner"))
+        expected = {user.id: 2 for user in users}
+        assert {owner: n for owner, n in live} == expected
+        assert {owner: n for owner, n in counted} == expected  # the counter agrees
 
 
 async def test_the_configured_body_length_is_a_422_naming_the_body(

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
+from aiodataloader import DataLoader
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from plugins.user.api import User
+
+from courtyard_notes.api import Note
+from courtyard_notes.router import listed
 
 API = "/api/v1/notes"
 Headers = Callable[..., dict[str, str]]
@@ -117,6 +123,98 @@ async def test_notes_are_listed_newest_first_a_page_at_a_time(
 
     assert seen == list(reversed(ids))
     assert pages == 3
+
+
+async def test_each_listed_note_carries_its_author(
+    courtyard_client: httpx.AsyncClient, act_as: Headers, make_user: MakeUser
+) -> None:
+    ann = await make_user(name="Ann")
+    me = act_as(ann.id)
+    note = (await courtyard_client.post(API, json={"title": "t"}, headers=me)).json()
+
+    listed = (await courtyard_client.get(API, headers=me)).json()["items"]
+
+    assert listed == [{**note, "author": {"id": ann.id, "name": "Ann"}}]
+    assert "author" not in (await courtyard_client.get(f"{API}/{note['id']}", headers=me)).json()
+
+
+@asynccontextmanager
+async def sent_statements(app: FastAPI) -> AsyncIterator[list[str]]:
+    """The SQL statements the app sends through SQLAlchemy inside the block."""
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])  # (connection, cursor, statement, parameters, context, many)
+
+    engine = app.state.database.write_engine.sync_engine  # reads use it too: no replica here
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_a_page_of_1_and_a_page_of_50_cost_the_same_statements(
+    courtyard_app: FastAPI,
+    courtyard_client: httpx.AsyncClient,
+    act_as: Headers,
+    make_user: MakeUser,
+) -> None:
+    """The page, its tags and its author: as many statements for 50 notes as for one."""
+    ann = await make_user(name="Ann")
+    me = act_as(ann.id)
+    for i in range(51):
+        await courtyard_client.post(API, json={"title": f"n{i}", "tags": [f"t{i}"]}, headers=me)
+
+    async with sent_statements(courtyard_app) as for_one:
+        one = await courtyard_client.get(API, params={"limit": "1"}, headers=me)
+    async with sent_statements(courtyard_app) as for_fifty:
+        fifty = await courtyard_client.get(API, params={"limit": "50"}, headers=me)
+
+    assert [len(page.json()["items"]) for page in (one, fifty)] == [1, 50]
+    assert {n["author"]["name"] for n in fifty.json()["items"]} == {"Ann"}
+    assert [n["tags"] for n in fifty.json()["items"]] == [[f"t{i}"] for i in range(50, 0, -1)]
+    assert len(for_fifty) == len(for_one)
+    # The page, its tags and its authors (and, on SQLite, the per-request account check).
+    assert 3 <= len(for_fifty) <= 4, for_fifty
+
+
+async def test_the_authors_of_a_listing_cost_one_query_however_many_wrote_it(
+    courtyard_app: FastAPI,
+    courtyard_client: httpx.AsyncClient,
+    act_as: Headers,
+    make_user: MakeUser,
+) -> None:
+    """A listing shows only the caller's notes, so one author per page through the API:
+    the listing's own author loading (`listed`, over a per-request `DataLoader` of
+    `NoteService.authors`, as the route builds it) is given 50 notes of five authors. One
+    query for one note, one for all 50, each note with its own author."""
+    names = ["Ann", "Bob", "Cyd", "Dee", "Eve"]
+    authors = {name: await make_user(name=name) for name in names}
+    notes: list[Note] = []
+    for i in range(50):
+        writer = authors[names[i % len(names)]]
+        created = await courtyard_client.post(
+            API, json={"title": f"n{i}"}, headers=act_as(writer.id)
+        )
+        assert created.status_code == 201, created.text
+        notes.append(Note.model_validate(created.json()))
+    service = courtyard_app.state.kernel.container_of("notes").service()
+
+    async with sent_statements(courtyard_app) as for_one:
+        [alone] = await listed(notes[:1], DataLoader(service.authors))
+    async with sent_statements(courtyard_app) as for_fifty:
+        page = await listed(notes, DataLoader(service.authors))
+
+    assert len(for_one) == len(for_fifty) == 1, for_fifty
+    assert alone.author is not None
+    assert alone.author.name == "Ann"
+    assert [(n.id, n.author.id if n.author else None) for n in page] == [
+        (note.id, note.owner_id) for note in notes
+    ]
+    assert [n.author.name if n.author else None for n in page] == [
+        names[i % len(names)] for i in range(50)
+    ]
 
 
 async def test_the_list_can_be_narrowed_to_a_tag(
