@@ -104,12 +104,25 @@ async def recording(server: S3Server, action: str) -> str:
         return response.text
 
 
+def recorded_entries(log: str) -> Iterator[dict[str, Any]]:
+    """The JSON objects of moto's recorder log, one after another. Not line by line: the
+    recorder writes an entry and its newline separately, so two requests recorded at once
+    can leave two entries on one line."""
+    decoder = json.JSONDecoder()
+    text = log.strip()
+    position = 0
+    while position < len(text):
+        entry, position = decoder.raw_decode(text, position)
+        yield entry
+        while position < len(text) and text[position].isspace():
+            position += 1
+
+
 def keys_deleted_from(log: str, bucket: str) -> list[str]:
     """Every key named by a DeleteObjects request to `bucket` in moto's recorder log (a
     key deleted twice is listed twice)."""
     keys: list[str] = []
-    for line in log.splitlines():
-        entry = json.loads(line)
+    for entry in recorded_entries(log):
         url = urlsplit(entry["url"])
         if entry["method"] != "POST" or url.path.strip("/") != bucket or "delete" not in url.query:
             continue
