@@ -114,13 +114,11 @@ class RequestContextMiddleware:
         caller_token = caller_id.set(None)
         state_token = request_state.set(state)
         header = (b"x-request-id", request_id.encode())
-        started = False
-        status: int | None = None
+        status: int | None = None  # set when the response starts
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started, status
+            nonlocal status
             if message["type"] == "http.response.start":
-                started = True
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
@@ -133,12 +131,12 @@ class RequestContextMiddleware:
             checked = self._checked(scope, receive, declared, content_type)
             await self.app(scope, checked, send_with_id)
         except RequestBodyTooLarge as exc:
-            if started:
+            if status is not None:  # the response has started
                 raise
             await send_problem(scope, send_with_id, 413, exc.detail)
         except Exception:
             logger.exception("unhandled error on %s %r", scope.get("method"), scope.get("path"))
-            if started:
+            if status is not None:  # the response has started
                 raise
             await send_problem(scope, send_with_id, 500, "An unexpected error occurred")
         finally:
