@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -24,10 +23,10 @@ from core.hookspecs import Degraded, NotReady, ReadinessCheck
 from core.kernel import Kernel
 from core.logging import configure_logging, keep_parameters_out_of_logs
 from core.middleware import RequestContextMiddleware
-from core.migrator import MigrationError, Migrator
 from core.openapi import API_DESCRIPTION, document_problems
 from core.openapi_limits import state_setting_bounds
 from core.plugin import API_PREFIX, Plugin, PluginError
+from core.revision_graph import BranchWatch, MigrationError
 from core.settings import CoreSettings
 from core.state import AppState
 
@@ -131,13 +130,13 @@ def _build_router(plugin: Plugin, kernel: Kernel) -> APIRouter:
     return router
 
 
-def _core_checks(database: Database, migrator: Migrator) -> list[ReadinessCheck]:
+def _core_checks(database: Database, branches: BranchWatch) -> list[ReadinessCheck]:
     async def migrations() -> None:
         """Unready while an enabled plugin's branch is behind. Only degraded while
         `alembic_version` holds the row of a plugin no longer installed: the installed
         plugins' tables are as they should be."""
         try:
-            survey = await migrator.survey(database.write_engine)
+            survey = await branches.survey(database.write_engine)
         except MigrationError as exc:
             raise NotReady(str(exc)) from exc
         orphaned = (
@@ -189,16 +188,16 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
     root = kernel.container
     database: Database = root.database()
-    migrator = Migrator(kernel)
+    branches = BranchWatch(kernel)
     started: list[str] = []
     stop_tracing = _start_tracing(database) if settings.opentelemetry else None
     try:  # however startup ends, started plugins are stopped and the engines disposed
         try:
-            await asyncio.to_thread(migrator.prepare)
+            await branches.load()
         except MigrationError as exc:  # reported by /health/ready; the app still serves
             logger.error("%s", exc)
         await database.start()  # watching the replica, if any; stopped by `dispose`
-        checks = (*_core_checks(database, migrator), *kernel.readiness_checks())
+        checks = (*_core_checks(database, branches), *kernel.readiness_checks())
         root.readiness_checks.set_provides(checks)
         for name in kernel.plugin_names:
             try:

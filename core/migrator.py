@@ -19,7 +19,7 @@ import contextlib
 import io
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,12 +35,10 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Connection,
-    column,
     func,
     inspect,
     literal,
     select,
-    table,
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -53,7 +51,15 @@ from core.migration_dependencies import (
     referenced_tables,
     tables_pointed_at,
 )
-from core.settings import ConfigurationError
+from core.revision_graph import (
+    VERSION_TABLE,
+    BranchState,
+    MigrationError,
+    RevisionGraph,
+    Survey,
+    migration_locations,
+    recorded_versions,
+)
 
 ENV_DIR = Path(__file__).parent / "migrations"
 
@@ -63,35 +69,6 @@ ENV_DIR = Path(__file__).parent / "migrations"
 # a newer release migrating the same database together have to queue on the same key.
 # (In pg_locks a bigint key shows as classid 3582057861, objid 2885195095, objsubid 1.)
 MIGRATION_LOCK_KEY = -3_061_922_705_449_642_665
-
-
-class MigrationError(ConfigurationError):
-    """A migration command cannot run; the message says why in one line."""
-
-
-@dataclass(frozen=True)
-class BranchState:
-    plugin: str
-    enabled: bool
-    current: str | None
-    head: str | None
-
-    @property
-    def at_head(self) -> bool:
-        return self.current == self.head
-
-
-@dataclass(frozen=True)
-class Survey:
-    """Where the branches stand, read from one set of `alembic_version` rows."""
-
-    branches: list[BranchState]
-    orphaned: tuple[str, ...]  # the rows of revisions no installed plugin has
-
-    @property
-    def behind(self) -> list[str]:
-        """The enabled plugins whose branch is not at its head."""
-        return [s.plugin for s in self.branches if s.enabled and not s.at_head]
 
 
 @dataclass(frozen=True)
@@ -111,58 +88,87 @@ class Upgrade:
         return [name for name in self.targets if name not in moved]
 
 
-def orphan_advice(orphaned: tuple[str, ...]) -> str:
-    """One line on orphaned rows of `alembic_version`, and the two ways to be rid of them."""
-    rows = ", ".join(orphaned)
-    return (
-        f"alembic_version holds revision {rows} of no installed plugin (uninstalled since "
-        "it was migrated; its tables are still there): reinstall it and run "
-        "`courtyard db downgrade <plugin>@base`, or drop its tables by hand and delete "
-        "that row from alembic_version"
-    )
+def alembic_config(locations: Mapping[str, Path]) -> Config:
+    """Alembic's configuration for the plugins whose revisions are in `locations`."""
+    cfg = Config(stdout=io.StringIO())
+    cfg.set_main_option("script_location", str(ENV_DIR))
+    cfg.set_main_option("path_separator", "os")
+    existing = [str(p) for p in locations.values() if p.is_dir()]
+    cfg.set_main_option("version_locations", os.pathsep.join(existing))
+    return cfg
+
+
+def read_scripts(cfg: Config) -> ScriptDirectory:
+    """Every plugin's revision files, read now (MigrationError if they cannot be)."""
+    script = ScriptDirectory.from_config(cfg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            script.get_heads()  # reads every plugin's revision files now
+        except CommandError as exc:
+            raise MigrationError(f"cannot read the plugins' revisions: {exc}") from None
+        except KeyError as exc:  # Alembic warns first, then fails on the lookup
+            reason = str(caught[-1].message) if caught else f"{exc} is not present"
+            raise MigrationError(f"cannot read the plugins' revisions: {reason}") from None
+    return script
+
+
+def graph_of(script: ScriptDirectory, locations: Mapping[str, Path]) -> RevisionGraph:
+    """The revisions of `script` as plain data, each owned by the plugin whose folder in
+    `locations` holds its file."""
+    resolved = {name: path.resolve() for name, path in locations.items()}
+
+    def owner(revision: Script) -> str | None:
+        parents = Path(revision.path).resolve().parents
+        return next((name for name, folder in resolved.items() if folder in parents), None)
+
+    scripts = list(script.walk_revisions())  # newest first
+    ancestors = {
+        s.revision: frozenset(a.revision for a in script.iterate_revisions(s.revision, "base") if a)
+        for s in scripts
+    }
+    heads: dict[str, str] = {}
+    for head in script.get_heads():  # includes heads another branch depends on
+        revision = script.get_revision(head)
+        if revision is not None and (name := owner(revision)):
+            heads[name] = revision.revision
+    return RevisionGraph(tuple((s.revision, owner(s)) for s in scripts), ancestors, heads)
+
+
+def read_revision_graph(locations: Mapping[str, Path]) -> RevisionGraph:
+    """The revision graph of the plugins whose revisions are in `locations` (what a server's
+    child process prints: core.revision_graph)."""
+    return graph_of(read_scripts(alembic_config(locations)), locations)
 
 
 class Migrator:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
-        self.locations: dict[str, Path] = {}
-        for item, plugin, _error in kernel.installed_plugins():
-            path = plugin.migrations_path() if plugin else None
-            if path is not None:
-                self.locations[item.name] = path
+        self.locations = migration_locations(kernel)
         self._resolved = {name: path.resolve() for name, path in self.locations.items()}
         self.enabled = [p.name for p in kernel.plugins if p.name in self.locations]
         self._script: ScriptDirectory | None = None
-        self._heads: dict[str, str] | None = None
-        self._known: frozenset[str] | None = None
+        self._graph: RevisionGraph | None = None
         self._surveys: dict[tuple[str, ...], Survey] = {}
 
     # -- configuration -------------------------------------------------------------------
 
     def config(self) -> Config:
-        cfg = Config(stdout=io.StringIO())
-        cfg.set_main_option("script_location", str(ENV_DIR))
-        cfg.set_main_option("path_separator", "os")
-        existing = [str(p) for p in self.locations.values() if p.is_dir()]
-        cfg.set_main_option("version_locations", os.pathsep.join(existing))
+        cfg = alembic_config(self.locations)
         cfg.attributes["table_owner"] = self.table_owner
         return cfg
 
     @property
     def script(self) -> ScriptDirectory:
         if self._script is None:
-            script = ScriptDirectory.from_config(self.config())
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    script.get_heads()  # reads every plugin's revision files now
-                except CommandError as exc:
-                    raise MigrationError(f"cannot read the plugins' revisions: {exc}") from None
-                except KeyError as exc:  # Alembic warns first, then fails on the lookup
-                    reason = str(caught[-1].message) if caught else f"{exc} is not present"
-                    raise MigrationError(f"cannot read the plugins' revisions: {reason}") from None
-            self._script = script
+            self._script = read_scripts(self.config())
         return self._script
+
+    @property
+    def graph(self) -> RevisionGraph:
+        if self._graph is None:
+            self._graph = graph_of(self.script, self.locations)
+        return self._graph
 
     def table_owner(self, table_name: str) -> str | None:
         """The installed plugin whose name prefixes `table_name` (longest match wins)."""
@@ -177,26 +183,16 @@ class Migrator:
             (name for name, location in self._resolved.items() if location in parents), None
         )
 
-    def heads(self) -> dict[str, str]:
+    def heads(self) -> Mapping[str, str]:
         """The head revision of every installed plugin's branch."""
-        if self._heads is not None:
-            return self._heads
-        out: dict[str, str] = {}
-        for head in self.script.get_heads():  # includes heads another branch depends on
-            revision = self.script.get_revision(head)
-            if revision is not None and (owner := self.owner_of(revision)):
-                out[owner] = revision.revision
-        self._heads = out
-        return out
+        return self.graph.heads
 
     def has_branch(self, name: str) -> bool:
         return name in self.heads()
 
     def orphaned(self, rows: tuple[str, ...]) -> tuple[str, ...]:
         """The rows of `alembic_version` that no installed plugin's revisions know."""
-        if self._known is None:
-            self._known = frozenset(s.revision for s in self.script.walk_revisions())
-        return tuple(row for row in rows if row not in self._known)
+        return self.graph.orphaned(rows)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -237,15 +233,17 @@ class Migrator:
         the commands are done (in the same transaction, so a failure leaves it too)."""
         cfg = self.config()
         cfg.attributes.update(connection=connection, **attributes)
-        orphaned = self.orphaned(_recorded_versions(connection))
+        orphaned = self.orphaned(recorded_versions(connection))
         if orphaned:
-            connection.execute(_VERSION_TABLE.delete().where(_VERSION.in_(orphaned)))
+            connection.execute(
+                VERSION_TABLE.delete().where(VERSION_TABLE.c.version_num.in_(orphaned))
+            )
         try:
             yield cfg
         except CommandError as exc:
             raise MigrationError(f"migration failed: {exc}") from None
         if orphaned:
-            connection.execute(_VERSION_TABLE.insert(), [{"version_num": r} for r in orphaned])
+            connection.execute(VERSION_TABLE.insert(), [{"version_num": r} for r in orphaned])
 
     async def upgrade(
         self,
@@ -283,7 +281,7 @@ class Migrator:
         todo = [n for n in targets if n in heads]
 
         def work(connection: Connection) -> Upgrade:
-            rows = _recorded_versions(connection)
+            rows = recorded_versions(connection)
             before = self.branch_states(rows)
             with self._commands(connection) as cfg:
                 for name in todo:
@@ -297,7 +295,7 @@ class Migrator:
                         if orphaned := self.orphaned(rows):
                             raise MigrationError(_beside_orphans(name, exc, orphaned)) from None
                         raise
-            after = self.branch_states(_recorded_versions(connection))
+            after = self.branch_states(recorded_versions(connection))
             return Upgrade(todo, self._in_plugin_order(before, after), self.orphaned(rows))
 
         report: Upgrade = await self._run(work, migrating=True, waiting=waiting)
@@ -313,7 +311,7 @@ class Migrator:
 
     def _at_head(self, connection: Connection, plugin: str) -> bool:
         """Whether `plugin`'s branch is at its head in the database, read now."""
-        states = self.branch_states(_recorded_versions(connection))
+        states = self.branch_states(recorded_versions(connection))
         return next(s for s in states if s.plugin == plugin).at_head
 
     async def downgrade(
@@ -337,7 +335,7 @@ class Migrator:
             raise MigrationError(f"plugin {name!r} is not installed or has no migrations")
 
         def work(connection: Connection) -> list[BranchState]:
-            current = _recorded_versions(connection)
+            current = recorded_versions(connection)
             others = sorted(self._owners_removed(target, current) - {name})
             if others and not cascade:
                 raise MigrationError(
@@ -348,7 +346,7 @@ class Migrator:
             with self._commands(connection) as cfg:
                 command.downgrade(cfg, target)
             before = self.branch_states(current)
-            after = self.branch_states(_recorded_versions(connection))
+            after = self.branch_states(recorded_versions(connection))
             return [now for was, now in zip(before, after, strict=True) if was != now]
 
         moved: list[BranchState] = await self._run(work, migrating=True, waiting=waiting)
@@ -377,10 +375,10 @@ class Migrator:
         `alembic_version` (through `engine`, or an engine of its own); the answer for a
         given set of rows is computed once."""
         if engine is None:
-            rows: tuple[str, ...] = await self._run(_recorded_versions)
+            rows: tuple[str, ...] = await self._run(recorded_versions)
         else:
             async with engine.connect() as connection:
-                rows = await connection.run_sync(_recorded_versions)
+                rows = await connection.run_sync(recorded_versions)
         if rows not in self._surveys:
             self._surveys[rows] = Survey(self.branch_states(rows), self.orphaned(rows))
         return self._surveys[rows]
@@ -398,28 +396,11 @@ class Migrator:
     def branch_states(self, current_heads: tuple[str, ...]) -> list[BranchState]:
         """Where each installed plugin's branch stands, given the rows of `alembic_version`
         (orphaned rows are left out)."""
-        heads = self.heads()
-        orphaned = self.orphaned(current_heads)
-        # alembic_version drops a revision once a revision that `depends_on` it is applied,
-        # so a branch's position is its newest revision among the ancestors of the rows.
-        applied: set[str] = set()
-        for rev in current_heads:
-            if rev not in orphaned:
-                applied.update(s.revision for s in self.script.iterate_revisions(rev, "base") if s)
-        by_owner: dict[str, str] = {}
-        for script in self.script.walk_revisions():  # newest first
-            owner = self.owner_of(script)
-            if owner and owner not in by_owner and script.revision in applied:
-                by_owner[owner] = script.revision
-        return [
-            BranchState(name, name in self.enabled, by_owner.get(name), heads.get(name))
-            for name in sorted(self.locations)
-        ]
+        return self.graph.branch_states(current_heads, self.locations, self.enabled)
 
     def prepare(self) -> None:
         """Read every plugin's revision files now (slow, blocking) so checks need no I/O."""
-        self.heads()
-        self.orphaned(())
+        _ = self.graph
 
     async def pending(self, engine: AsyncEngine) -> list[str]:
         """Enabled plugins whose branch is not at its head (used by /health/ready).
@@ -484,7 +465,7 @@ class Migrator:
                 created.extend(result if isinstance(result, list) else [result])
 
         await self._run(work)
-        self._script, self._heads, self._known, self._surveys = None, None, None, {}
+        self._script, self._graph, self._surveys = None, None, {}
         return Path(created[0].path)
 
     def _revisions_making_tables(self, plugin: str) -> dict[str, str]:
@@ -582,14 +563,3 @@ def _queue_behind_other_migrations(
 
 def _current_heads(connection: Connection) -> tuple[str, ...]:
     return tuple(MigrationContext.configure(connection).get_current_heads())
-
-
-_VERSION_TABLE = table("alembic_version", column("version_num"))
-_VERSION = _VERSION_TABLE.c.version_num
-
-
-def _recorded_versions(connection: Connection) -> tuple[str, ...]:
-    """The rows of `alembic_version`, read quietly (no Alembic context, no log lines)."""
-    if not inspect(connection).has_table("alembic_version"):
-        return ()
-    return tuple(connection.execute(select(_VERSION)).scalars())

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from core.cli.context import CliContext
 from core.cli.output import table
-from core.migrator import Migrator, Upgrade, orphan_advice
+from core.revision_graph import orphan_advice
+
+if TYPE_CHECKING:
+    from core.migrator import Migrator, Upgrade
 
 db_app = typer.Typer(
     name="db", help="Database migrations (one Alembic branch per plugin).", no_args_is_help=True
@@ -17,6 +20,10 @@ db_app = typer.Typer(
 
 
 def _migrator(ctx: typer.Context) -> tuple[CliContext, Migrator]:
+    # Alembic only for the commands that use it: not for `courtyard serve` (a server reads
+    # its revisions in a child process, core/revision_graph.py).
+    from core.migrator import Migrator
+
     cli: CliContext = ctx.obj
     return cli, Migrator(cli.kernel)
 

@@ -16,7 +16,6 @@ import typer
 
 from core.cli.context import CliContext
 from core.cli.output import table
-from core.migrator import Migrator
 from core.plugin import discover
 from core.settings import CoreSettings
 from core.validation import validate
@@ -38,6 +37,8 @@ def plugins_command(
     if check:
         _check(cli)
         return
+    from core.migrator import Migrator  # Alembic, imported by the commands that use it
+
     kernel = cli.kernel
     heads = Migrator(kernel).heads()
     enabled = set(kernel.plugin_names)
