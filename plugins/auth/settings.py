@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from limits import parse
-from pydantic import Field, SecretStr, field_validator
+from typing import Self
 
+from limits import parse
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from core.extras import require_extra
 from core.settings import PluginSettings
 
 OWASP_ARGON2_MEMORY_KIB = 19456  # OWASP Password Storage Cheat Sheet: m=19 MiB, t=2, p=1
@@ -87,6 +90,12 @@ class AuthSettings(PluginSettings):
         "and <url>/verify-email?token=…. Unset: mails carry the token and the API to send "
         "it to.",
     )
+
+    @model_validator(mode="after")
+    def _check_key_support(self) -> Self:
+        if self.jwt_private_key is not None:  # Ed25519 and RSA come from the `keys` extra
+            require_extra("COURTYARD_AUTH__JWT_PRIVATE_KEY", "keys", ["cryptography"])
+        return self
 
     @field_validator("rate_limit_storage")
     @classmethod

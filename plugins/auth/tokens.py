@@ -5,6 +5,10 @@ HS256 with a key derived from `COURTYARD_SECRET_KEY` by default. With
 or RS256 and the public key is published as a JWKS, so other services can verify them.
 Whatever the token's header says, only the configured algorithm is accepted: `alg: none`,
 HS256 signed with a public key, or any other algorithm is refused.
+
+The asymmetric keys need `cryptography` (the `keys` extra), imported only when a key is
+configured: PyJWT imports it whenever it is installed, some 9 MiB the default HS256 app
+does without.
 """
 
 from __future__ import annotations
@@ -20,9 +24,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, StrictStr, ValidationError
 
 from plugins.auth.settings import AuthSettings
@@ -85,6 +86,11 @@ def signing_key(settings: AuthSettings, secret_key: SecretStr) -> SigningKey:
     if settings.jwt_private_key is None:
         key = hmac.new(secret_key.get_secret_value().encode(), _HS256_LABEL, hashlib.sha256)
         return SigningKey("HS256", key.digest(), key.digest())
+    # Only with a key configured: AuthSettings made sure the `keys` extra is installed.
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
+
     try:
         private = load_pem_private_key(settings.jwt_private_key.get_secret_value().encode(), None)
     except (ValueError, TypeError) as exc:

@@ -41,6 +41,12 @@ OAUTH_LINE = (
     "COURTYARD_OAUTH__PROVIDERS needs the oauth extra (httpx is not installed): "
     "pip install 'courtyard[oauth]'"
 )
+# Checked only once the extra is there: its value is never read without it.
+KEYS_SETTINGS = {"COURTYARD_AUTH__JWT_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----"}
+KEYS_LINE = (
+    "COURTYARD_AUTH__JWT_PRIVATE_KEY needs the keys extra (cryptography is not installed): "
+    "pip install 'courtyard[keys]'"
+)
 # Run the `courtyard` command with the libraries named in argv[1] missing.
 WITHOUT = """
 import sys
@@ -112,8 +118,9 @@ def test_help_lists_the_version_option(tmp_path: Path) -> None:
     [
         (["aiobotocore", "botocore"], S3_SETTINGS, S3_LINE),
         (["httpx"], OAUTH_SETTINGS, OAUTH_LINE),
+        (["cryptography"], KEYS_SETTINGS, KEYS_LINE),
     ],
-    ids=["s3", "oauth"],
+    ids=["s3", "oauth", "keys"],
 )
 @pytest.mark.parametrize("command", [["serve"], ["db", "upgrade"]], ids=" ".join)
 def test_an_integration_configured_without_its_extra_stops_with_one_line(
@@ -126,22 +133,19 @@ def test_an_integration_configured_without_its_extra_stops_with_one_line(
 
 def test_plugins_check_names_each_missing_extra(tmp_path: Path) -> None:
     result = courtyard_without(
-        ["aiobotocore", "botocore", "httpx"],
+        ["aiobotocore", "botocore", "httpx", "cryptography"],
         "plugins",
         "--check",
         cwd=tmp_path,
-        env={**S3_SETTINGS, **OAUTH_SETTINGS},
+        env={**S3_SETTINGS, **OAUTH_SETTINGS, **KEYS_SETTINGS},
     )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stdout.splitlines()
     assert f"FAIL upload: invalid configuration: {S3_LINE}" in lines
     assert f"FAIL oauth: invalid configuration: {OAUTH_LINE}" in lines
-    assert [line.split()[1] for line in lines if line.startswith("ok")] == [
-        "auth",
-        "mail",
-        "user",
-    ]
+    assert f"FAIL auth: invalid configuration: {KEYS_LINE}" in lines
+    assert [line.split()[1] for line in lines if line.startswith("ok")] == ["mail", "user"]
 
 
 def test_with_the_extras_installed_the_same_configuration_is_fine(tmp_path: Path) -> None:
@@ -191,6 +195,8 @@ print(json.dumps(sorted({name.partition(".")[0] for name in sys.modules})))
     assert {"fastapi", "sqlalchemy", "plugins"} <= imported  # it did build the app
     optional = {"aiobotocore", "botocore", "httpx", "authlib", "joserfc", "redis", "pytest"}
     assert imported & optional == set()
+    # Nor Alembic (and Mako): the server reads its revisions in a child process.
+    assert imported & {"alembic", "mako"} == set()
 
 
 # -- every import is declared ------------------------------------------------------------
@@ -204,6 +210,7 @@ EXTRA_OF = {
     "core/telemetry.py": "telemetry",
     "core/logging.py": "telemetry",
     "core/testing/": "testing",
+    "plugins/auth/tokens.py": "keys",
 }
 
 
@@ -247,7 +254,7 @@ def test_every_import_of_core_and_plugins_is_a_declared_dependency() -> None:
 def test_the_dev_extra_brings_every_other_extra_but_the_benchmarks() -> None:
     _, extras = _declared()
     dev = (PROJECT_ROOT / "pyproject.toml").read_text()
-    assert {"s3", "oauth", "testing"} <= set(extras)
-    assert '"courtyard[s3,oauth,testing]"' in dev
+    assert {"s3", "oauth", "keys", "testing"} <= set(extras)
+    assert '"courtyard[s3,oauth,keys,testing]"' in dev
     assert extras["s3"] == {"aiobotocore", "botocore"}
     assert extras["oauth"] == {"httpx", "authlib", "joserfc"}

@@ -6,14 +6,18 @@ only (`pip install -c constraints.txt <wheel>`: no extra, no test tool), and the
 environment, checks what a user sees:
 
 - the wheel holds the `py.typed` markers, the migrations, the plugin template and LICENSE;
-- none of the extras' libraries (aiobotocore, httpx, authlib, joserfc, pytest-asyncio)
-  came along, and every module of core and plugins imports but those only an extra runs;
+- none of the extras' libraries (aiobotocore, httpx, authlib, joserfc, cryptography,
+  pytest-asyncio) came along, and every module of core and plugins imports but those only
+  an extra runs;
+- the app, built and started with the default settings, has not imported Alembic (its
+  revisions are read in a child process) nor any extra's library;
 - `courtyard --version`, `courtyard plugins` and `courtyard db upgrade` on a new SQLite
   database work;
 - `courtyard serve` answers `/health/ready` 200 and a sign-up 201, and the account's
   token reads `/api/v1/users/me`;
-- configuring the S3 backend or an OAuth provider without its extra is one line naming
-  the extra, from `courtyard serve` (exit 2) and `courtyard plugins --check` (exit 1);
+- configuring the S3 backend, an OAuth provider or an asymmetric signing key without its
+  extra is one line naming the extra, from `courtyard serve` (exit 2) and
+  `courtyard plugins --check` (exit 1);
 - a pytest run there (pytest is installed beside the wheel, httpx is not) loads the
   `courtyard` plugin and passes.
 
@@ -45,7 +49,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # What a release is built from: everything else in the repository is for its developers.
 SHIPPED = ("pyproject.toml", "README.md", "LICENSE", "core", "plugins")
 # Libraries that only an extra brings; the plain install must not have them.
-EXTRAS_ONLY = ("aiobotocore", "botocore", "httpx", "authlib", "joserfc", "pytest_asyncio")
+EXTRAS_ONLY = (
+    "aiobotocore", "botocore", "httpx", "authlib", "joserfc", "cryptography", "pytest_asyncio",
+)  # fmt: skip
 PLUGINS = ("auth", "mail", "oauth", "upload", "user")
 # The modules that only run with an extra installed (the configuration asks for them).
 EXTRA_MODULES = ("plugins.upload.storage.s3", "plugins.oauth.providers", "plugins.oauth.oidc")
@@ -62,6 +68,20 @@ for package in (core, plugins):
         except Exception as exc:
             failed.append(f"{{module.name}}: {{type(exc).__name__}}: {{exc}}")
 print(json.dumps(failed))
+"""
+# Builds and starts the default app; prints the top-level modules it imported.
+STARTED_APP = """
+import asyncio, json, sys
+from core.app import create_app
+
+app = create_app()
+
+async def start() -> None:
+    async with app.router.lifespan_context(app):
+        pass
+
+asyncio.run(start())
+print(json.dumps(sorted({name.partition(".")[0] for name in sys.modules})))
 """
 SERVE_DEADLINE = 30.0  # seconds for `courtyard serve` to answer /health/ready
 STEP_TIMEOUT = 300.0  # seconds for any one command (an install with a cold pip cache)
@@ -101,6 +121,15 @@ def check(scratch: Path) -> None:
         raise CheckFailed("modules of core and plugins fail to import:\n" + "\n".join(failed))
     step("every module of core and plugins imports (but the extras' and the migrations)")
 
+    run([courtyard, "db", "upgrade"], home, env)
+    step("courtyard db upgrade migrates a new SQLite database")
+
+    imported = set(json.loads(run([str(python), "-c", STARTED_APP], home, env).stdout))
+    unwanted = sorted(imported & {"alembic", "mako", *EXTRAS_ONLY})
+    if "fastapi" not in imported or unwanted:
+        raise CheckFailed(f"the default app, started, imported what it should not: {unwanted}")
+    step("the default app, started, imports neither Alembic nor any extra's library")
+
     result = run([courtyard, "--version"], home, env)
     expect(result.stdout == f"courtyard {version}\n", "courtyard --version", result)
     step(f"courtyard --version prints 'courtyard {version}'")
@@ -109,9 +138,6 @@ def check(scratch: Path) -> None:
     listed = {line.split()[0] for line in result.stdout.splitlines()[1:] if line.strip()}
     expect(set(PLUGINS) <= listed, f"courtyard plugins lists {', '.join(PLUGINS)}", result)
     step("courtyard plugins lists the built-in plugins")
-
-    run([courtyard, "db", "upgrade"], home, env)
-    step("courtyard db upgrade migrates a new SQLite database")
 
     check_served(courtyard, home, env)
     check_missing_extras(courtyard, home, env)
@@ -218,6 +244,7 @@ def check_missing_extras(courtyard: str, home: Path, env: Mapping[str, str]) -> 
     cases = {
         "s3": {"COURTYARD_UPLOAD__BACKEND": "s3", "COURTYARD_UPLOAD__S3_BUCKET": "wheel-check"},
         "oauth": {"COURTYARD_OAUTH__PROVIDERS": json.dumps({"github": provider})},
+        "keys": {"COURTYARD_AUTH__JWT_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----\n-----END"},
     }
     for extra, settings in cases.items():
         wanted = f"needs the {extra} extra"
