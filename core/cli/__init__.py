@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         # Before the kernel: the version is printed whatever the configuration says.
         typer.echo(version_line())
         return
+    context: CliContext | None = None
     try:
         try:
             context = CliContext(Kernel.build())
@@ -117,9 +118,28 @@ def main(argv: list[str] | None = None) -> None:
     except AppError as exc:  # a command refused by a plugin's rules: unknown email, conflict…
         _fail(exc.detail, status=1)
     except (SQLAlchemyError, OSError) as exc:
-        if not is_database_unavailable(exc):
+        if is_database_unavailable(exc):
+            _fail(f"cannot reach the database (COURTYARD_DATABASE_URL): {_first_line(exc)}")
+        behind = _plugins_behind(context) if isinstance(exc, SQLAlchemyError) else []
+        if not behind:
             raise
-        _fail(f"cannot reach the database (COURTYARD_DATABASE_URL): {_first_line(exc)}")
+        _fail(
+            f"the database is not migrated for {', '.join(behind)}: run `courtyard db upgrade` "
+            f"({_first_line(exc)})"
+        )
+
+
+def _plugins_behind(context: CliContext | None) -> list[str]:
+    """The enabled plugins whose branch is behind, when a command failed on the database (a
+    table it needs is missing, say); empty when that cannot be told."""
+    if context is None:
+        return []
+    from core.migrator import Migrator  # Alembic only on this path
+
+    try:
+        return context.run(Migrator(context.kernel).survey()).behind
+    except Exception:  # the original error is the one to show then
+        return []
 
 
 def _first_line(exc: BaseException) -> str:

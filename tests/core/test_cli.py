@@ -171,6 +171,22 @@ def test_a_weak_production_secret_is_one_line_without_the_secret(courtyard: Cour
     assert "Tiny-Secret" not in line
 
 
+async def test_a_command_on_a_database_not_yet_migrated_says_to_upgrade(
+    courtyard: Courtyard, database_url: str
+) -> None:
+    """`users list` before `db upgrade`: its table is missing (SQLite: no such table,
+    PostgreSQL: relation does not exist), one line saying what to run."""
+    result = await asyncio.to_thread(
+        courtyard, "users", "list", COURTYARD_DATABASE_URL=database_url
+    )
+    line = assert_one_line_error(
+        result, "the database is not migrated for ", "run `courtyard db upgrade`"
+    )
+    behind = line.split("not migrated for ", 1)[1].split(": run", 1)[0].split(", ")
+    assert {"user", "alpha", "beta"} <= set(behind)
+    assert await table_names(database_url) <= {"alembic_version"}
+
+
 async def table_names(url: str) -> set[str]:
     engine = create_async_engine(url)
     try:
