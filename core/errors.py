@@ -448,10 +448,32 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     out: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         model = ValidationProblem if status == 422 else Problem
+        schema = {"$ref": f"#/components/schemas/{model.__name__}"}
         out[status] = {  # no "model": see core/openapi.py
             "description": _title(status),
-            "content": {
-                PROBLEM_JSON: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
-            },
+            "content": {PROBLEM_JSON: {"schema": schema, "example": problem_example(status)}},
         }
     return out
+
+
+def problem_example(status: int) -> dict[str, Any]:
+    """A `status` problem as the API docs show it: the core's code for the status (a
+    plugin's own codes are listed in its docs)."""
+    example: dict[str, Any] = {
+        "type": "about:blank",
+        "title": _title(status),
+        "status": status,
+        "code": HTTP_CODES.get(status, f"core.http_{status}"),
+        "request_id": "5f0c2a9e7b3d4c18a6e1f4b2d9c07e35",
+    }
+    if status == 422:
+        example["detail"] = "Invalid input: email"
+        example["errors"] = [
+            {
+                "field": "email",
+                "loc": ["body", "email"],
+                "message": "value is not a valid email address",
+                "type": "value_error",
+            }
+        ]
+    return example

@@ -56,6 +56,19 @@ async def test_the_problem_schemas_describe_what_the_api_sends() -> None:
     assert "errors" in schemas["ValidationProblem"]["required"]
 
 
+def test_every_documented_problem_has_an_example_of_its_status() -> None:
+    """Swagger UI shows the example, not `"code": "string"`: one the schema accepts, with
+    the status it is documented under and the core's code for it."""
+    document = create_app(sqlite()).openapi()
+    for where, content in error_bodies(document).items():
+        body = content["application/problem+json"]
+        status = int(where.rsplit(" ", 1)[1])
+        example = body["example"]
+        assert (example["status"], example["code"].startswith("core.")) == (status, True), where
+        name = body["schema"]["$ref"].rsplit("/", 1)[1]
+        jsonschema.validate(example, {**document["components"]["schemas"][name], **document})
+
+
 def test_the_document_is_built_once() -> None:
     app = create_app(sqlite())
     assert app.openapi() is app.openapi()
