@@ -40,7 +40,7 @@ from core.migrator import Migrator
 from core.settings import CoreSettings
 from core.testing.databases import PG_ENV, fresh_database
 from core.testing.principal import principal_headers, trust_test_principals
-from core.testing.users import MakeUser, UserMaker
+from core.testing.users import MakeUser
 
 if TYPE_CHECKING:
     import httpx
@@ -157,10 +157,10 @@ def act_as() -> Callable[..., dict[str, str]]:
 @pytest.fixture
 def make_user(courtyard_app: FastAPI) -> MakeUser:
     """`await make_user()` → a new, verified, active account with the `user` role."""
-    return UserMaker(courtyard_app, "user")
+    return MakeUser(courtyard_app, "user")
 
 
 @pytest.fixture
 def make_admin(courtyard_app: FastAPI) -> MakeUser:
     """`await make_admin()` → a new, verified, active account with the `admin` role."""
-    return UserMaker(courtyard_app, "admin")
+    return MakeUser(courtyard_app, "admin")

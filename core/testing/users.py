@@ -11,34 +11,21 @@ it, with the role the account has.
 from __future__ import annotations
 
 from itertools import count
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 
 
-class MakeUser(Protocol):
-    """The type of the `make_user` and `make_admin` fixtures, for a test's annotations.
-
-    The account comes back as the `user` plugin's `plugins.user.api.User`, typed `Any`
-    here (the core imports no plugin): annotate it `User` in your tests.
-    """
-
-    async def __call__(
-        self,
-        email: str | None = None,
-        *,
-        name: str | None = None,
-        role: str | None = None,
-        verified: bool = True,
-        active: bool = True,
-    ) -> Any: ...
-
-
-class UserMaker:
+class MakeUser:
     """`await make(...)` → a new account with `role` unless told otherwise. Emails and
     names left out are numbered per test: `user1@example.com` and "User 1" from
-    `make_user`, `admin1@example.com` and "Admin 1" from `make_admin`."""
+    `make_user`, `admin1@example.com` and "Admin 1" from `make_admin`.
+
+    The type of both fixtures, for a test's annotations. The account comes back as the
+    `user` plugin's `plugins.user.api.User`, typed `Any` here (the core imports no plugin):
+    annotate it `User` in your tests.
+    """
 
     def __init__(self, app: FastAPI, role: str) -> None:
         self.app = app
