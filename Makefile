@@ -94,12 +94,22 @@ fmt: install
 # The benchmark (not a test, not run by CI): Courtyard vs a hand-written reference app and a
 # floor app on PostgreSQL, wrk as the load. BENCH_QUICK=1 for a 1-2 minute smoke run.
 # BENCH_POSTGRES=user@host:port picks the server (a database `courtyard_bench` is recreated).
-bench: install
+# The apps are served from a venv of their own with Courtyard's dependencies alone, as a
+# deployment has them (bench/servers.py says why).
+SERVE_VENV := .venv-serve
+SERVE_STAMP := $(SERVE_VENV)/.installed
+
+$(SERVE_STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install --quiet -c constraints.txt -e .
+	@touch $@
+
+bench: install $(SERVE_STAMP)
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && apt-get install -y wrk; } \
 		|| { echo "make bench needs wrk: install it with your OS packages (apt-get install wrk)"; exit 2; }
 	@$(BIN)/python -c "import matplotlib" 2>/dev/null \
 		|| $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
-	$(BIN)/python -m bench.run $(if $(BENCH_QUICK),--quick)
+	$(BIN)/python -m bench.run --server-python $(SERVE_VENV)/bin/python $(if $(BENCH_QUICK),--quick)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/fixtures/build
+	rm -rf $(VENV) $(SERVE_VENV) .pytest_cache .mypy_cache .ruff_cache tests/fixtures/build

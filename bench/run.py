@@ -62,7 +62,7 @@ from bench.argon2_rate import hashes_per_second
 from bench.config import APPS, LOGIN_LIMIT, PORT, SCENARIOS, SECRET_KEY, RunOptions, Scenario
 from bench.load import LoadResult, run_wrk
 from bench.report import LABELS, round_ratios, spread, write
-from bench.servers import rss_mib, running
+from bench.servers import SERVER_PYTHON, rss_mib, running
 from bench.startup import startup_times
 from plugins.auth.settings import AuthSettings
 
@@ -71,10 +71,13 @@ RESULTS = ROOT / "bench" / "results"
 DB_NAME = "courtyard_bench"
 
 
-def app_env(server: str, scratch: Path, settings: AuthSettings) -> dict[str, str]:
+def app_env(
+    server: str, scratch: Path, settings: AuthSettings, python: str | None
+) -> dict[str, str]:
     """One environment for all three apps (each reads its own variables)."""
     return {
         **os.environ,
+        SERVER_PYTHON: python or sys.executable,
         "PYTHONPATH": str(ROOT),
         "COURTYARD_ENV": "production",
         "COURTYARD_DATABASE_URL": database.sqlalchemy_url(server, DB_NAME),
@@ -219,6 +222,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--output", type=Path, default=RESULTS, help="where a full run's results go"
     )
+    parser.add_argument(
+        "--server-python",
+        help="the Python the apps are served with (default: this one; `make bench` gives a "
+        "venv with Courtyard's own dependencies only)",
+    )
     args = parser.parse_args(argv)
     check_tools()
     options = RunOptions.of(args.quick)
@@ -232,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)
-        env = app_env(args.server, scratch, settings)
+        env = app_env(args.server, scratch, settings, args.server_python)
         log(f"database {DB_NAME}: create, migrate, seed")
         asyncio.run(database.recreate(args.server, DB_NAME))
         database.migrate(Path(sys.executable).parent / "courtyard", env)

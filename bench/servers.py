@@ -1,4 +1,11 @@
-"""Start an app under uvicorn (one worker, pinned to one CPU), wait for it, read its RSS."""
+"""Start an app under uvicorn (one worker, pinned to one CPU), wait for it, read its RSS.
+
+The servers run on the Python of `SERVER_PYTHON` in their environment when it is set:
+`make bench` sets it to a virtual environment holding Courtyard's own dependencies only, as
+a deployment installs them. In the development one, libraries the tests bring (Pygments,
+Werkzeug, cryptography, the OpenTelemetry SDK...) are imported by libraries that take them
+up whenever they are installed, and would count in every app's memory.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,8 @@ from pathlib import Path
 
 from bench.config import APP_CPU, PORT
 
+SERVER_PYTHON = "BENCH_SERVER_PYTHON"
+
 TARGETS = {
     "courtyard": ["core.app:create_app", "--factory"],
     "reference": ["bench.reference.app:app"],
@@ -23,10 +32,11 @@ TARGETS = {
 }
 
 
-def command(app: str, port: int = PORT) -> list[str]:
+def command(app: str, env: Mapping[str, str], port: int = PORT) -> list[str]:
     """The same uvicorn options for every app: uvloop, httptools, no access log."""
+    python = env.get(SERVER_PYTHON) or sys.executable
     return [
-        "taskset", "-c", APP_CPU, sys.executable, "-m", "uvicorn", *TARGETS[app],
+        "taskset", "-c", APP_CPU, python, "-m", "uvicorn", *TARGETS[app],
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
@@ -63,7 +73,7 @@ def running(app: str, env: Mapping[str, str], log: Path, port: int = PORT) -> It
     Stopped (SIGINT) on exit."""
     with log.open("wb") as output:
         process = subprocess.Popen(
-            command(app, port), env=dict(env), stdout=output, stderr=subprocess.STDOUT
+            command(app, env, port), env=dict(env), stdout=output, stderr=subprocess.STDOUT
         )
     try:
         wait_until_live(port, process)
@@ -86,7 +96,7 @@ def running(app: str, env: Mapping[str, str], log: Path, port: int = PORT) -> It
 def timed_start(app: str, env: Mapping[str, str], port: int = PORT) -> float:
     """Seconds from spawning `app` to its first 200 on `/health/live`."""
     process = subprocess.Popen(
-        command(app, port), env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        command(app, env, port), env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         return wait_until_live(port, process)
