@@ -113,14 +113,19 @@ def read_scripts(cfg: Config) -> ScriptDirectory:
     return script
 
 
+def owner_in(folders: Mapping[str, Path], revision: Script) -> str | None:
+    """The plugin whose folder (resolved) holds `revision`'s file."""
+    parents = Path(revision.path).resolve().parents
+    return next((name for name, folder in folders.items() if folder in parents), None)
+
+
 def graph_of(script: ScriptDirectory, locations: Mapping[str, Path]) -> RevisionGraph:
     """The revisions of `script` as plain data, each owned by the plugin whose folder in
     `locations` holds its file."""
     resolved = {name: path.resolve() for name, path in locations.items()}
 
     def owner(revision: Script) -> str | None:
-        parents = Path(revision.path).resolve().parents
-        return next((name for name, folder in resolved.items() if folder in parents), None)
+        return owner_in(resolved, revision)
 
     scripts = list(script.walk_revisions())  # newest first
     ancestors = {
@@ -137,7 +142,7 @@ def graph_of(script: ScriptDirectory, locations: Mapping[str, Path]) -> Revision
 
 def read_revision_graph(locations: Mapping[str, Path]) -> RevisionGraph:
     """The revision graph of the plugins whose revisions are in `locations` (what a server's
-    child process prints: core.revision_graph)."""
+    child process prints: core/revision_reader.py)."""
     return graph_of(read_scripts(alembic_config(locations)), locations)
 
 
@@ -178,10 +183,7 @@ class Migrator:
         return max(owners, key=len) if owners else None
 
     def owner_of(self, revision: Script) -> str | None:
-        parents = Path(revision.path).resolve().parents
-        return next(
-            (name for name, location in self._resolved.items() if location in parents), None
-        )
+        return owner_in(self._resolved, revision)
 
     def heads(self) -> Mapping[str, str]:
         """The head revision of every installed plugin's branch."""
