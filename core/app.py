@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -191,11 +192,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     branches = BranchWatch(kernel)
     started: list[str] = []
     stop_tracing = _start_tracing(database) if settings.opentelemetry else None
+    # A child process reads the plugins' revisions while the rest of startup goes on.
+    reading = asyncio.create_task(branches.load())
     try:  # however startup ends, started plugins are stopped and the engines disposed
-        try:
-            await branches.load()
-        except MigrationError as exc:  # reported by /health/ready; the app still serves
-            logger.error("%s", exc)
         await database.start()  # watching the replica, if any; stopped by `dispose`
         checks = (*_core_checks(database, branches), *kernel.readiness_checks())
         root.readiness_checks.set_provides(checks)
@@ -205,9 +204,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             except Exception as exc:
                 raise PluginError(f"plugin {name!r} failed to start: {exc}") from exc
             started.append(name)
+        if (unreadable := await reading) is not None:
+            logger.error("%s", unreadable)  # and /health/ready says so; the app still serves
         _freeze_startup_objects()
         yield
     finally:
+        reading.cancel()  # when startup failed first (a finished read is left as it is)
         for name in reversed(started):
             try:
                 await call_hook(kernel.pm.hook.shutdown, only={name}, app=app)

@@ -16,9 +16,6 @@ processes started together (see `_queue_behind_other_migrations`).
 from __future__ import annotations
 
 import contextlib
-import io
-import os
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +57,7 @@ from core.revision_graph import (
     migration_locations,
     recorded_versions,
 )
-
-ENV_DIR = Path(__file__).parent / "migrations"
+from core.revision_reader import alembic_config, graph_of, owner_in, read_scripts
 
 # The PostgreSQL advisory lock every upgrade and downgrade takes. Chosen once: the first
 # 8 bytes of SHA-256(b"courtyard migrations") read as a signed big-endian bigint, so that it
@@ -86,64 +82,6 @@ class Upgrade:
         """The targets that were at their heads before."""
         moved = {after.plugin for _, after in self.moved}
         return [name for name in self.targets if name not in moved]
-
-
-def alembic_config(locations: Mapping[str, Path]) -> Config:
-    """Alembic's configuration for the plugins whose revisions are in `locations`."""
-    cfg = Config(stdout=io.StringIO())
-    cfg.set_main_option("script_location", str(ENV_DIR))
-    cfg.set_main_option("path_separator", "os")
-    existing = [str(p) for p in locations.values() if p.is_dir()]
-    cfg.set_main_option("version_locations", os.pathsep.join(existing))
-    return cfg
-
-
-def read_scripts(cfg: Config) -> ScriptDirectory:
-    """Every plugin's revision files, read now (MigrationError if they cannot be)."""
-    script = ScriptDirectory.from_config(cfg)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            script.get_heads()  # reads every plugin's revision files now
-        except CommandError as exc:
-            raise MigrationError(f"cannot read the plugins' revisions: {exc}") from None
-        except KeyError as exc:  # Alembic warns first, then fails on the lookup
-            reason = str(caught[-1].message) if caught else f"{exc} is not present"
-            raise MigrationError(f"cannot read the plugins' revisions: {reason}") from None
-    return script
-
-
-def owner_in(folders: Mapping[str, Path], revision: Script) -> str | None:
-    """The plugin whose folder (resolved) holds `revision`'s file."""
-    parents = Path(revision.path).resolve().parents
-    return next((name for name, folder in folders.items() if folder in parents), None)
-
-
-def graph_of(script: ScriptDirectory, locations: Mapping[str, Path]) -> RevisionGraph:
-    """The revisions of `script` as plain data, each owned by the plugin whose folder in
-    `locations` holds its file."""
-    resolved = {name: path.resolve() for name, path in locations.items()}
-
-    def owner(revision: Script) -> str | None:
-        return owner_in(resolved, revision)
-
-    scripts = list(script.walk_revisions())  # newest first
-    ancestors = {
-        s.revision: frozenset(a.revision for a in script.iterate_revisions(s.revision, "base") if a)
-        for s in scripts
-    }
-    heads: dict[str, str] = {}
-    for head in script.get_heads():  # includes heads another branch depends on
-        revision = script.get_revision(head)
-        if revision is not None and (name := owner(revision)):
-            heads[name] = revision.revision
-    return RevisionGraph(tuple((s.revision, owner(s)) for s in scripts), ancestors, heads)
-
-
-def read_revision_graph(locations: Mapping[str, Path]) -> RevisionGraph:
-    """The revision graph of the plugins whose revisions are in `locations` (what a server's
-    child process prints: core/revision_reader.py)."""
-    return graph_of(read_scripts(alembic_config(locations)), locations)
 
 
 class Migrator:

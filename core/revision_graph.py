@@ -158,14 +158,15 @@ class BranchWatch:
         self.unreadable = "the plugins' revisions have not been read yet"
         self._surveys: dict[tuple[str, ...], Survey] = {}
 
-    async def load(self) -> None:
-        """Read the revision graph (MigrationError if the revisions cannot be read; every
-        `survey` then raises it again)."""
+    async def load(self) -> str | None:
+        """Read the revision graph. Returns why the revisions cannot be read (every `survey`
+        then raises MigrationError saying so), or None."""
         try:
             self.graph = await read_in_child(self.locations)
         except MigrationError as exc:
             self.unreadable = str(exc)
-            raise
+            return self.unreadable
+        return None
 
     async def survey(self, engine: AsyncEngine) -> Survey:
         if self.graph is None:

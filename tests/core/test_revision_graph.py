@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from core.kernel import Kernel
-from core.migrator import read_revision_graph
+from core.migrator import Migrator
 from core.revision_graph import MigrationError, migration_locations, read_in_child
 from tests.conftest import make_settings
 from tests.support.courtyard_cli import PROJECT_ROOT
@@ -52,7 +52,7 @@ async def test_the_child_reads_the_graph_alembic_reads_in_process(
 
     graph = await read_in_child(locations)
 
-    in_process = read_revision_graph(locations)
+    in_process = Migrator(kernel).graph  # as the commands that migrate make it
     assert (graph.heads, graph.ancestors) == (in_process.heads, in_process.ancestors)
     # Alembic walks the branches in no fixed order, each one newest first.
     assert per_plugin(graph.newest_first) == per_plugin(in_process.newest_first)
