@@ -1,11 +1,16 @@
-"""`courtyard users …`, run as a real subprocess against a migrated database on each backend."""
+"""`courtyard users …`, run as a real subprocess against a migrated database on each backend.
+
+What a test is about goes through the command line; what is only set-up (migrating, the
+accounts a command then lists or changes) is done in this process, by the suite's migrator
+and the `user` plugin's own service, as `courtyard` itself builds it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import subprocess
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,42 +18,58 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col
 
-from core.app import create_app
+from core.kernel import Kernel
 from core.settings import CoreSettings
 from plugins.user.models import UserRecord
+from plugins.user.service import UserService
 from tests.support.courtyard_cli import assert_one_line_error, parse_table, rows_by, run_courtyard
-from tests.support.databases import app_engine
+from tests.support.databases import MigratedCopies, app_engine
 
-Courtyard = Callable[..., subprocess.CompletedProcess[str]]
+Courtyard = Callable[..., Awaitable[subprocess.CompletedProcess[str]]]
 
 HEADERS = ["id", "email", "name", "role", "active", "verified", "deleted"]
 ERROR = "courtyard: error: "
 
 
-@pytest.fixture
-def courtyard(database_url: str, tmp_path: Path) -> Courtyard:
-    """`courtyard(*args, enabled="user", **env)` in the test's folder, on `database_url`.
-
+def cli(
+    folder: Path, database_url: str, *args: str, enabled: str | None = "user", **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`courtyard ARGS` in `folder`, on `database_url`, with the `user` plugin alone enabled;
     `enabled=None` leaves COURTYARD_ENABLED_PLUGINS to the suite (every built-in plugin,
-    `tests.support.plugin_selection`).
-    """
+    `tests.support.plugin_selection`)."""
+    environ = {"COURTYARD_DATABASE_URL": database_url}
+    if enabled is not None:
+        environ["COURTYARD_ENABLED_PLUGINS"] = enabled
+    return run_courtyard(*args, cwd=folder, env={**environ, **env})
 
-    def run(
-        *args: str, enabled: str | None = "user", **env: str
-    ) -> subprocess.CompletedProcess[str]:
-        environ = {"COURTYARD_DATABASE_URL": database_url}
-        if enabled is not None:
-            environ["COURTYARD_ENABLED_PLUGINS"] = enabled
-        return run_courtyard(*args, cwd=tmp_path, env={**environ, **env})
+
+def user_settings(database_url: str) -> CoreSettings:
+    return CoreSettings(env="test", database_url=database_url, enabled_plugins="user")
+
+
+@pytest.fixture
+async def users(database_url: str, migrated_copies: MigratedCopies, tmp_path: Path) -> Courtyard:
+    """`await users(*args)`: `courtyard ARGS` (in a worker thread) on `database_url`, migrated
+    for the `user` plugin in this process (`courtyard db upgrade` has tests of its own in
+    tests/core/test_cli.py)."""
+    await migrated_copies.migrate(user_settings(database_url))
+
+    def run(*args: str) -> Awaitable[subprocess.CompletedProcess[str]]:
+        return asyncio.to_thread(cli, tmp_path, database_url, *args)
 
     return run
 
 
 @pytest.fixture
-def users(courtyard: Courtyard) -> Courtyard:
-    """`courtyard`, once `courtyard db upgrade` has created the `user` table."""
-    ok(courtyard("db", "upgrade"))
-    return courtyard
+async def service(users: Courtyard, database_url: str) -> AsyncIterator[UserService]:
+    """The `user` plugin's service on the migrated database, from a kernel built in this
+    process as `courtyard` builds its own: it makes the accounts that are only set-up, as
+    `courtyard users create` would (`create(email, name, role)`)."""
+    kernel = Kernel.build(user_settings(database_url))
+    try:
+        yield kernel.container_of("user").service()
+    finally:
+        await kernel.container.database().dispose()
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -57,9 +78,9 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
-def listing(users: Courtyard, *options: str) -> list[dict[str, str]]:
+async def listing(users: Courtyard, *options: str) -> list[dict[str, str]]:
     """The rows of `courtyard users list OPTIONS`, after checking its headers."""
-    stdout = ok(users("users", "list", *options))
+    stdout = ok(await users("users", "list", *options))
     assert stdout.splitlines()[0].split() == HEADERS
     return parse_table(stdout)
 
@@ -73,9 +94,9 @@ def role_and_active(rows: list[dict[str, str]], email: str) -> tuple[str, str]:
     return row["role"], row["active"]
 
 
-def create(users: Courtyard, email: str, name: str, *flags: str) -> str:
+async def create(users: Courtyard, email: str, name: str, *flags: str) -> str:
     """Create an account through the CLI; its id, read from the confirmation line."""
-    line = ok(users("users", "create", email, "--name", name, *flags))
+    line = ok(await users("users", "create", email, "--name", name, *flags))
     role = "admin" if "--admin" in flags else "user"
     found = re.fullmatch(rf"created {role} {re.escape(email)} \((usr_\w+)\)\n", line)
     assert found, line
@@ -93,13 +114,13 @@ def help_commands(stdout: str) -> list[str]:
     return re.findall(r"^\W*(\w+) {2,}\S", panel, flags=re.MULTILINE)
 
 
-def test_created_users_are_listed_newest_first_with_the_email_as_given(
+async def test_created_users_are_listed_newest_first_with_the_email_as_given(
     users: Courtyard,
 ) -> None:
-    ann = create(users, "Ann@Example.COM", "Ann Smith")
-    bob = create(users, "bob@example.com", "Bob Jones", "--admin")
+    ann = await create(users, "Ann@Example.COM", "Ann Smith")
+    bob = await create(users, "bob@example.com", "Bob Jones", "--admin")
 
-    rows = listing(users)
+    rows = await listing(users)
 
     assert [row["id"] for row in rows] == [bob, ann]
     assert rows[1] == {
@@ -113,20 +134,25 @@ def test_created_users_are_listed_newest_first_with_the_email_as_given(
     assert (rows[0]["role"], rows[0]["active"]) == ("admin", "yes")
 
 
-def test_list_filters_by_email_prefix_or_name_substring_and_by_role(users: Courtyard) -> None:
-    create(users, "Ann@Example.COM", "Ann Smith")
-    create(users, "bob@example.com", "Bob Annan", "--admin")
-    create(users, "dave@annex.org", "Dave")  # "ann" inside the email, not at its start
+async def test_list_filters_by_email_prefix_or_name_substring_and_by_role(
+    users: Courtyard, service: UserService
+) -> None:
+    await service.create("Ann@Example.COM", "Ann Smith")
+    await service.create("bob@example.com", "Bob Annan", "admin")
+    await service.create("dave@annex.org", "Dave")  # "ann" inside the email, not at its start
 
-    assert emails(listing(users, "--q", "aNN")) == ["bob@example.com", "Ann@Example.COM"]
-    assert emails(listing(users, "--q", "SMITH")) == ["Ann@Example.COM"]
-    assert emails(listing(users, "--q", "%")) == []  # a literal character, not a wildcard
-    assert emails(listing(users, "--role", "admin")) == ["bob@example.com"]
-    assert emails(listing(users, "--q", "ann", "--role", "user")) == ["Ann@Example.COM"]
+    assert emails(await listing(users, "--q", "aNN")) == ["bob@example.com", "Ann@Example.COM"]
+    assert emails(await listing(users, "--q", "SMITH")) == ["Ann@Example.COM"]
+    assert emails(await listing(users, "--q", "%")) == []  # a literal character, not a wildcard
+    assert emails(await listing(users, "--role", "admin")) == ["bob@example.com"]
+    assert emails(await listing(users, "--q", "ann", "--role", "user")) == ["Ann@Example.COM"]
 
 
-def test_list_refuses_an_unknown_role_without_a_traceback(users: Courtyard) -> None:
-    result = users("users", "list", "--role", "x")
+def test_list_refuses_an_unknown_role_without_a_traceback(tmp_path: Path) -> None:
+    """Refused before the database is read (an unmigrated one would say so instead), so
+    on one backend."""
+    sqlite = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    result = cli(tmp_path, sqlite, "users", "list", "--role", "x")
 
     assert result.returncode == 2, result
     assert result.stdout == ""
@@ -134,137 +160,140 @@ def test_list_refuses_an_unknown_role_without_a_traceback(users: Courtyard) -> N
     assert "Invalid value for --role: use 'user' or 'admin'" in result.stderr
 
 
-def test_create_refuses_an_email_already_used_in_another_case(users: Courtyard) -> None:
-    ann = create(users, "Ann@Example.COM", "Ann")
+async def test_create_refuses_an_email_already_used_in_another_case(
+    users: Courtyard, service: UserService
+) -> None:
+    ann = await service.create("Ann@Example.COM", "Ann")
 
-    line = assert_refused(users("users", "create", "ann@example.com", "--name", "Other"))
+    line = assert_refused(await users("users", "create", "ann@example.com", "--name", "Other"))
 
     assert line == f"{ERROR}The email ann@example.com is already in use"
-    assert [(row["id"], row["name"]) for row in listing(users)] == [(ann, "Ann")]
+    assert [(row["id"], row["name"]) for row in await listing(users)] == [(ann.id, "Ann")]
 
 
-def test_create_refuses_a_malformed_email_in_one_line_saying_why(users: Courtyard) -> None:
-    line = assert_refused(users("users", "create", "not-an-email", "--name", "Nobody"))
+async def test_create_refuses_a_malformed_email_in_one_line_saying_why(users: Courtyard) -> None:
+    line = assert_refused(await users("users", "create", "not-an-email", "--name", "Nobody"))
     assert line.startswith(f"{ERROR}Invalid input: email: not a valid email address")
     assert "@-sign" in line
-    assert listing(users) == []
+    assert await listing(users) == []
 
 
-@pytest.mark.parametrize("name", ["", "   ", "Tab\there"])
-def test_create_refuses_a_name_the_api_would_refuse(users: Courtyard, name: str) -> None:
-    assert_refused(users("users", "create", "a@example.com", "--name", name), "name")
-    assert listing(users) == []
+async def test_create_refuses_a_name_the_api_would_refuse(users: Courtyard) -> None:
+    for name in ["", "   ", "Tab\there"]:
+        refused = await users("users", "create", "a@example.com", "--name", name)
+        assert_refused(refused, "name")  # not "already in use": none was created before
+    assert await listing(users) == []  # one listing shows that no refusal created the account
 
 
-def test_promote_deactivate_activate_demote_find_the_email_in_any_case(
-    users: Courtyard,
+async def test_promote_deactivate_activate_demote_find_the_email_in_any_case(
+    users: Courtyard, service: UserService
 ) -> None:
-    create(users, "root@example.com", "Root", "--admin")
-    create(users, "Ann@Example.COM", "Ann")
+    await service.create("root@example.com", "Root", "admin")
+    await service.create("Ann@Example.COM", "Ann")
 
-    def change(verb: str, email: str) -> str:
-        return ok(users("users", verb, email))
+    async def change(verb: str, email: str) -> str:
+        return ok(await users("users", verb, email))
 
-    def ann() -> tuple[str, str]:
-        return role_and_active(listing(users), "Ann@Example.COM")
+    async def ann() -> tuple[str, str]:
+        return role_and_active(await listing(users), "Ann@Example.COM")
 
-    assert change("promote", "ANN@EXAMPLE.COM") == "promoted Ann@Example.COM: role admin, active\n"
-    assert ann() == ("admin", "yes")
+    promoted = await change("promote", "ANN@EXAMPLE.COM")
+    assert promoted == "promoted Ann@Example.COM: role admin, active\n"
+    assert await ann() == ("admin", "yes")
 
-    deactivated = change("deactivate", "ann@example.com")
+    deactivated = await change("deactivate", "ann@example.com")
     assert deactivated == "deactivated Ann@Example.COM: role admin, inactive\n"
-    assert ann() == ("admin", "no")
+    assert await ann() == ("admin", "no")
 
-    activated = change("activate", "ann@EXAMPLE.com")
+    activated = await change("activate", "ann@EXAMPLE.com")
     assert activated == "activated Ann@Example.COM: role admin, active\n"
-    assert change("demote", "Ann@example.com") == "demoted Ann@Example.COM: role user, active\n"
-    assert ann() == ("user", "yes")
+    demoted = await change("demote", "Ann@example.com")
+    assert demoted == "demoted Ann@Example.COM: role user, active\n"
+    assert await ann() == ("user", "yes")
 
 
-def test_every_change_command_refuses_an_unknown_email(users: Courtyard) -> None:
-    create(users, "ann@example.com", "Ann")
+async def test_every_change_command_refuses_an_unknown_email(
+    users: Courtyard, service: UserService
+) -> None:
+    await service.create("ann@example.com", "Ann")
 
     for verb in ("promote", "demote", "deactivate", "activate"):
-        line = assert_refused(users("users", verb, "nobody@example.com"))
+        line = assert_refused(await users("users", verb, "nobody@example.com"))
         assert line == f"{ERROR}No user with email nobody@example.com"
 
 
-def test_the_last_active_admin_can_be_neither_demoted_nor_deactivated(users: Courtyard) -> None:
-    create(users, "root@example.com", "Root", "--admin")
+async def test_the_last_active_admin_can_be_neither_demoted_nor_deactivated(
+    users: Courtyard, service: UserService
+) -> None:
+    await service.create("root@example.com", "Root", "admin")
 
     for verb in ("demote", "deactivate"):
-        assert_refused(users("users", verb, "root@example.com"), "last active admin")
+        assert_refused(await users("users", verb, "root@example.com"), "last active admin")
 
-    assert role_and_active(listing(users), "root@example.com") == ("admin", "yes")
+    assert role_and_active(await listing(users), "root@example.com") == ("admin", "yes")
 
 
-def test_an_admin_can_be_demoted_or_deactivated_while_another_active_admin_remains(
-    users: Courtyard,
+async def test_an_admin_can_be_demoted_or_deactivated_while_another_active_admin_remains(
+    users: Courtyard, service: UserService
 ) -> None:
-    create(users, "root@example.com", "Root", "--admin")
-    create(users, "ada@example.com", "Ada", "--admin")
+    await service.create("root@example.com", "Root", "admin")
+    await service.create("ada@example.com", "Ada", "admin")
 
-    ok(users("users", "deactivate", "root@example.com"))
+    ok(await users("users", "deactivate", "root@example.com"))
     # An inactive admin does not count: Ada is now the last active one.
-    assert_refused(users("users", "demote", "ada@example.com"), "last active admin")
-    ok(users("users", "activate", "root@example.com"))
-    ok(users("users", "demote", "ada@example.com"))
+    assert_refused(await users("users", "demote", "ada@example.com"), "last active admin")
+    ok(await users("users", "activate", "root@example.com"))
+    ok(await users("users", "demote", "ada@example.com"))
 
-    rows = listing(users)
+    rows = await listing(users)
     assert role_and_active(rows, "root@example.com") == ("admin", "yes")
     assert role_and_active(rows, "ada@example.com") == ("user", "yes")
 
 
-def test_without_the_user_plugin_there_is_no_users_command(courtyard: Courtyard) -> None:
-    enabled = ok(courtyard("--help"))
+def test_without_the_user_plugin_there_is_no_users_command(tmp_path: Path) -> None:
+    """Decided when the commands are assembled, before any database is read: one backend."""
+    sqlite = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    enabled = ok(cli(tmp_path, sqlite, "--help"))
     assert "users" in help_commands(enabled)
 
     # `auth`, `oauth` and `upload` require `user`, so all four go; `mail` needs nothing
     # and stays.
     without = "auth,oauth,upload,user"
-    disabled = ok(courtyard("--help", enabled=None, COURTYARD_DISABLED_PLUGINS=without))
+    disabled = ok(cli(tmp_path, sqlite, "--help", enabled=None, COURTYARD_DISABLED_PLUGINS=without))
     assert "users" not in help_commands(disabled)
     assert {"serve", "plugins", "db"} <= set(help_commands(disabled))
 
-    result = courtyard("users", "list", enabled=None, COURTYARD_DISABLED_PLUGINS=without)
+    result = cli(
+        tmp_path, sqlite, "users", "list", enabled=None, COURTYARD_DISABLED_PLUGINS=without
+    )
     assert result.returncode != 0
     assert result.stdout == ""
     assert "No such command 'users'" in result.stderr
     assert "Traceback" not in result.stderr
 
-    alone = courtyard("users", "list", enabled=None, COURTYARD_DISABLED_PLUGINS="user")
+    alone = cli(tmp_path, sqlite, "users", "list", enabled=None, COURTYARD_DISABLED_PLUGINS="user")
     assert_one_line_error(alone, "plugin 'auth' requires 'user', which is disabled")
 
 
-async def soft_delete(database_url: str, user_id: str) -> None:
-    """Soft-delete a user through the plugin's service (no CLI command does)."""
-    settings = CoreSettings(env="test", database_url=database_url, enabled_plugins="user")
-    app = create_app(settings)
-    try:
-        await app.state.kernel.container_of("user").service().delete(user_id)
-    finally:
-        await app.state.database.dispose()
-
-
 async def test_include_deleted_lists_soft_deleted_users_with_the_time_of_deletion(
-    users: Courtyard, database_url: str
+    users: Courtyard, service: UserService
 ) -> None:
-    ann = await asyncio.to_thread(create, users, "ann@example.com", "Ann")
-    bob = await asyncio.to_thread(create, users, "bob@example.com", "Bob")
+    ann = await service.create("ann@example.com", "Ann")
+    bob = await service.create("bob@example.com", "Bob")
     before = datetime.now().astimezone()
-    await soft_delete(database_url, bob)
+    await service.delete(bob.id)  # no command does
 
-    live = await asyncio.to_thread(listing, users)
-    every = await asyncio.to_thread(listing, users, "--include-deleted")
+    live = await listing(users)
+    every = await listing(users, "--include-deleted")
 
-    assert [row["id"] for row in live] == [ann]
-    assert [row["id"] for row in every] == [bob, ann]
+    assert [row["id"] for row in live] == [ann.id]
+    assert [row["id"] for row in every] == [bob.id, ann.id]
     assert "deleted" not in every[1]
     deleted_at = datetime.fromisoformat(every[0]["deleted"])
     assert deleted_at.tzinfo is not None
     assert abs((deleted_at - before).total_seconds()) < 60
     # A deleted account is gone for the change commands too.
-    refused = await asyncio.to_thread(users, "users", "promote", "bob@example.com")
+    refused = await users("users", "promote", "bob@example.com")
     assert_refused(refused, "No user with email bob@example.com")
 
 
@@ -280,16 +309,18 @@ async def created_at(database_url: str, user_id: str, when: datetime) -> None:
         await engine.dispose()
 
 
-async def test_stats_counts_live_users_as_the_api_does(users: Courtyard, database_url: str) -> None:
+async def test_stats_counts_live_users_as_the_api_does(
+    users: Courtyard, service: UserService, database_url: str
+) -> None:
     """Stops: the operator's count including deleted accounts, or disagreeing with the
     admin API about what "this month", "this week" and "today" are."""
-    old = await asyncio.to_thread(create, users, "old@example.com", "Old")
-    gone = await asyncio.to_thread(create, users, "gone@example.com", "Gone")
-    await asyncio.to_thread(create, users, "new@example.com", "New", "--admin")
-    await created_at(database_url, old, datetime(2000, 1, 1, tzinfo=UTC))
-    await soft_delete(database_url, gone)
+    old = await service.create("old@example.com", "Old")
+    gone = await service.create("gone@example.com", "Gone")
+    await service.create("new@example.com", "New", "admin")
+    await created_at(database_url, old.id, datetime(2000, 1, 1, tzinfo=UTC))
+    await service.delete(gone.id)
 
-    out = await asyncio.to_thread(ok, users("users", "stats"))
+    out = ok(await users("users", "stats"))
 
     assert out.splitlines()[0].split() == ["total", "month", "week", "today"]
     # `new`, made a moment ago, counts everywhere (unless this ran across midnight UTC).
