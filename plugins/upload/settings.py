@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -66,6 +67,12 @@ class UploadSettings(PluginSettings):
     s3_endpoint_url: str | None = Field(
         None, description="Endpoint of an S3-compatible service; unset: AWS."
     )
+    s3_public_endpoint_url: str | None = Field(
+        None,
+        description="Where browsers reach the S3-compatible service, when not at "
+        "s3_endpoint_url: presigned upload and download URLs are made for it. "
+        "Unset: s3_endpoint_url.",
+    )
     s3_access_key_id: str | None = Field(
         None, description="Access key; unset: the standard AWS credential chain."
     )
@@ -101,6 +108,29 @@ class UploadSettings(PluginSettings):
             )
         return prefix
 
+    @field_validator("s3_endpoint_url", "s3_public_endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if not value:  # "" is unset, as for COURTYARD_REDIS_URL
+            return None
+        expected = (
+            "expected an http(s) URL such as http://localhost:9000, without user, query or fragment"
+        )
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+        except ValueError:
+            raise ValueError(expected) from None
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or "@" in parts.netloc
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError(expected)
+        return value
+
     @model_validator(mode="after")
     def _check_backend(self) -> Self:
         if self.pending_ttl < self.upload_url_ttl:
@@ -109,6 +139,11 @@ class UploadSettings(PluginSettings):
             require_extra("COURTYARD_UPLOAD__BACKEND=s3", "s3", ["aiobotocore", "botocore"])
             if not self.s3_bucket:
                 raise ValueError("s3_bucket is required when backend is 's3'")
+        if self.s3_public_endpoint_url and not self.s3_endpoint_url:
+            raise ValueError(
+                "s3_public_endpoint_url needs s3_endpoint_url, the address the app reaches "
+                "the store at (for AWS itself, set neither)"
+            )
         if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
             raise ValueError("set both s3_access_key_id and s3_secret_access_key, or neither")
         return self

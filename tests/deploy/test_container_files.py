@@ -19,6 +19,7 @@ import secrets
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from core.plugin import discover
 from core.settings import CORE_ENV_PREFIX, CoreSettings, PluginSettings
@@ -110,6 +111,25 @@ def test_the_ports_and_paths_of_the_image_compose_and_the_balancer_agree() -> No
     assert trusted == balancer_address
     subnet = compose(VARIABLES)["networks"]["default"]["ipam"]["config"][0]["subnet"]
     assert ipaddress.ip_address(balancer_address) in ipaddress.ip_network(subnet)
+
+
+def test_the_app_reaches_the_store_by_its_service_and_browsers_by_its_published_port() -> None:
+    """Presigned URLs name COURTYARD_UPLOAD__S3_PUBLIC_ENDPOINT_URL: on the Docker host, the
+    port `storage` publishes; the app itself talks to the service on the Compose network."""
+    services = compose(VARIABLES)["services"]
+    app = environment(services["app"])
+    internal = urlsplit(app["COURTYARD_UPLOAD__S3_ENDPOINT_URL"])
+    public = urlsplit(app["COURTYARD_UPLOAD__S3_PUBLIC_ENDPOINT_URL"])
+    # "127.0.0.1:5000:5000": host address, host port, container port.
+    published = [str(mapping).split(":") for mapping in services["storage"]["ports"]]
+
+    assert (internal.scheme, internal.hostname) == ("http", "storage")
+    assert (public.scheme, public.hostname) == ("http", "localhost")
+    assert [("127.0.0.1", str(public.port), str(internal.port))] == [
+        tuple(mapping) for mapping in published
+    ]
+    for job in ("storage-bucket", "migrate"):  # the same settings in every container
+        assert environment(services[job]) == environment(services["app"])
 
 
 def test_the_image_runs_as_a_user_that_is_not_root_and_stops_on_sigterm() -> None:

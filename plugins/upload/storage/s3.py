@@ -4,7 +4,11 @@ Clients upload with a presigned POST whose policy pins the exact key, the exact 
 (`content-length-range` from size to size) and the exact `Content-Type`, so a conforming
 service refuses anything else; the server checks the stored object again on completion
 regardless. Downloads are presigned GETs that answer as an attachment with the declared
-type. The client is opened on first use and reopened after `close()`.
+type. Two clients, opened on first use and reopened after `close()`: one for every
+request the app makes to the store (at `s3_endpoint_url`), and one that presigns the URLs
+browsers use, for `s3_public_endpoint_url` when set (SigV4 signs the host, so a URL cannot
+be rewritten for another address afterwards; presigning makes no request). Unset, the
+first client presigns too.
 
 aiobotocore comes with the `s3` extra (`pip install 'courtyard[s3]'`): `open_storage`
 imports this module only for `COURTYARD_UPLOAD__BACKEND=s3`, which the settings refuse
@@ -20,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
+from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from core.hookspecs import NotReady
@@ -54,43 +58,63 @@ class S3Storage:
     def __init__(self, settings: UploadSettings) -> None:
         self.settings = settings
         self.bucket = settings.s3_bucket or ""
-        self._client: Any = None
+        # (the client that talks to the store, the one that presigns URLs for browsers)
+        self._clients: tuple[Any, Any] | None = None
         self._stack: AsyncExitStack | None = None
         self._lock = asyncio.Lock()
 
-    async def _s3(self) -> Any:
-        if self._client is not None:
-            return self._client
+    def _client(self, session: AioSession, endpoint_url: str | None) -> Any:
+        """A client for the store at `endpoint_url` (unset: AWS), not yet opened."""
+        settings = self.settings
+        secret = settings.s3_secret_access_key
+        config = AioConfig(
+            signature_version="s3v4",
+            connect_timeout=5,
+            read_timeout=30,
+            retries={"max_attempts": 2, "mode": "standard"},
+            # A custom endpoint (MinIO, R2, a test server) is addressed by path.
+            s3={"addressing_style": "path" if endpoint_url else "auto"},
+        )
+        return session.create_client(
+            "s3",
+            region_name=settings.s3_region,
+            endpoint_url=endpoint_url,
+            aws_access_key_id=settings.s3_access_key_id,
+            aws_secret_access_key=secret.get_secret_value() if secret else None,
+            config=config,
+        )
+
+    async def _open(self) -> tuple[Any, Any]:
+        if self._clients is not None:
+            return self._clients
         async with self._lock:
-            if self._client is None:
-                settings = self.settings
-                secret = settings.s3_secret_access_key
-                config = AioConfig(
-                    signature_version="s3v4",
-                    connect_timeout=5,
-                    read_timeout=30,
-                    retries={"max_attempts": 2, "mode": "standard"},
-                    # A custom endpoint (MinIO, R2, a test server) is addressed by path.
-                    s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
-                )
-                stack = AsyncExitStack()
-                self._client = await stack.enter_async_context(
-                    get_session().create_client(
-                        "s3",
-                        region_name=settings.s3_region,
-                        endpoint_url=settings.s3_endpoint_url,
-                        aws_access_key_id=settings.s3_access_key_id,
-                        aws_secret_access_key=secret.get_secret_value() if secret else None,
-                        config=config,
+            if self._clients is None:
+                settings, session = self.settings, get_session()
+                async with AsyncExitStack() as stack:  # closes what opened if one fails
+                    store = presigner = await stack.enter_async_context(
+                        self._client(session, settings.s3_endpoint_url)
                     )
-                )
-                self._stack = stack
-        return self._client
+                    if settings.s3_public_endpoint_url:
+                        presigner = await stack.enter_async_context(
+                            self._client(session, settings.s3_public_endpoint_url)
+                        )
+                    self._stack = stack.pop_all()
+                self._clients = (store, presigner)
+        return self._clients
+
+    async def _s3(self) -> Any:
+        """The client for every request the app itself makes to the store."""
+        return (await self._open())[0]
+
+    async def _presigner(self) -> Any:
+        """The client that signs the URLs browsers use: for s3_public_endpoint_url when
+        set (presigning makes no request), else the store's own client."""
+        return (await self._open())[1]
 
     async def upload_target(
         self, obj: ObjectRef, expires_at: datetime, content_url: ContentUrl
     ) -> UploadTarget:
-        s3 = await self._s3()
+        s3 = await self._presigner()
         try:
             post = await s3.generate_presigned_post(
                 Bucket=self.bucket,
@@ -111,7 +135,7 @@ class S3Storage:
     async def download_url(
         self, obj: ObjectRef, expires_at: datetime, content_url: ContentUrl
     ) -> str:
-        s3 = await self._s3()
+        s3 = await self._presigner()
         try:
             url: str = await s3.generate_presigned_url(
                 "get_object",
@@ -190,6 +214,6 @@ class S3Storage:
 
     async def close(self) -> None:
         async with self._lock:
-            stack, self._stack, self._client = self._stack, None, None
+            stack, self._stack, self._clients = self._stack, None, None
         if stack is not None:
             await stack.aclose()
