@@ -4,6 +4,7 @@ a client-side helper that uploads the way a browser or mobile app would."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -65,11 +66,15 @@ class S3Server:
 
 
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    """moto's standalone S3 server on a free port, for the whole run."""
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's standalone S3 server on a free port, for the whole run (of this worker: its
+    request recorder's log is a file of its own, not `moto_recording` in the working
+    directory that every worker's server would share)."""
     port = free_port()
+    recording = tmp_path_factory.mktemp("moto") / "recording"
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "MOTO_RECORDER_FILEPATH": str(recording)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
