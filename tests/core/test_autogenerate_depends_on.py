@@ -55,10 +55,26 @@ def pristine_kudos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return install_kudos(tmp_path_factory.mktemp("kudos") / "site")
 
 
+@pytest.fixture(scope="module")
+def pristine_first_revision(pristine_kudos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the install with the first revision of kudos' branch written (for the
+    tests that start from it; the first test writes its own)."""
+    folder = tmp_path_factory.mktemp("kudos-first")
+    site = Path(shutil.copytree(pristine_kudos, folder / "site"))
+    write_first_revision(site, f"sqlite+aiosqlite:///{folder / 'scratch.db'}", folder)
+    return site
+
+
 @pytest.fixture
 def site(pristine_kudos: Path, tmp_path: Path) -> Path:
     """A copy of the install this test may write revisions into."""
     return Path(shutil.copytree(pristine_kudos, tmp_path / "site"))
+
+
+@pytest.fixture
+def site_with_first_revision(pristine_first_revision: Path, tmp_path: Path) -> Path:
+    """A copy of the install with its first revision, this test may write revisions into."""
+    return Path(shutil.copytree(pristine_first_revision, tmp_path / "site"))
 
 
 async def test_first_revision_depends_on_the_user_revision_and_upgrades_from_empty(
@@ -99,12 +115,14 @@ async def test_first_revision_depends_on_the_user_revision_and_upgrades_from_emp
 
 
 async def test_later_revision_depends_on_the_revision_that_created_the_table_it_points_at(
-    site: Path, database_url: str, tmp_path: Path
+    site_with_first_revision: Path, database_url: str, tmp_path: Path
 ) -> None:
     """Stops: a dependency on the wrong revision of the other branch (its first, which
     does not create `auth_action_token`), or naming again one the branch already has."""
+    site = site_with_first_revision
     run = partial(courtyard, url=database_url, cwd=tmp_path, site=site, enabled=ENABLED)
-    first = revision_module(write_first_revision(site, database_url, tmp_path))["revision"]
+    (first_path,) = revision_files(site)
+    first = revision_module(first_path)["revision"]
     ok(run("db", "upgrade"))
     models = site / "courtyard_kudos" / "models.py"
     models.write_text(models.read_text() + THANKS_MODEL)

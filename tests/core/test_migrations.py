@@ -1,8 +1,11 @@
 """Per-plugin migration branches, on SQLite and PostgreSQL.
 
 In-process tests use the shared install of alpha and beta (`main_plugins`). Everything that
-writes revision files runs the real `courtyard` command in a subprocess against its own fresh
-install, so the shared install and this process's imported modules are never touched.
+writes revision files runs the real `courtyard` command in a subprocess against its own copy
+of that install, so the shared install and this process's imported modules are never touched.
+A `courtyard` test puts its database in the state it starts from in process (`Migrator`,
+with the shared install's revisions, which are its copy's as long as it added none), and runs
+as a subprocess the commands it is about.
 
 The fixtures: alpha owns `alpha_item` (revision a1f0c0de0001, branch "alpha"); beta owns
 `beta_note`, with a foreign key into `alpha_item` (revision b2e0c0de0001, branch "beta",
@@ -32,7 +35,7 @@ from core.kernel import Kernel
 from core.migrator import BranchState, MigrationError, Migrator
 from tests.conftest import make_settings
 from tests.support.databases import inspect_database
-from tests.support.distributions import built_in_plugins, install
+from tests.support.distributions import built_in_plugins
 
 ALPHA_REV = "a1f0c0de0001"
 BETA_REV = "b2e0c0de0001"
@@ -91,6 +94,14 @@ def add_note(note_id: str, item_id: str, note: str) -> str:
 
 def migrator(database_url: str, enabled: str = "alpha,beta") -> Migrator:
     return Migrator(Kernel.build(make_settings(database_url, enabled_plugins=enabled)))
+
+
+async def at_heads(database_url: str, enabled: str = "alpha,beta") -> Migrator:
+    """Set-up: the branches of the `enabled` plugins brought to their heads, as `courtyard db
+    upgrade` would (in process); the migrator, for more."""
+    m = migrator(database_url, enabled)
+    await m.upgrade()
+    return m
 
 
 def by_plugin(states: Iterable[BranchState]) -> dict[str, tuple[bool, str | None, str | None]]:
@@ -331,16 +342,15 @@ async def test_ready_ignores_the_branch_of_a_disabled_plugin(database_url, app_c
 # -- 5./6. the real `courtyard db` command against its own install --------------------------
 
 
-@pytest.fixture(scope="module")
-def pristine_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """alpha and beta pip-installed once for this module; tests work on copies."""
-    return install(
-        ["courtyard-alpha", "courtyard-beta"], tmp_path_factory.mktemp("pristine") / "site"
-    )
+@pytest.fixture
+def pristine_site(dists: dict[str, Path]) -> Path:
+    """alpha and beta as pip installed them for the session (`main_plugins`); tests work on
+    copies, never on it."""
+    return dists["main"]
 
 
 class Cli:
-    """Runs `courtyard …` as a user would, on one fresh install and one database."""
+    """Runs `courtyard …` as a user would, on one copy of the install and one database."""
 
     def __init__(self, site: Path, database_url: str, cwd: Path) -> None:
         self.site = site
@@ -392,7 +402,8 @@ class Cli:
 @pytest.fixture
 def cli(pristine_site: Path, database_url: str, tmp_path: Path) -> Cli:
     site = tmp_path / "site"
-    shutil.copytree(pristine_site, site)
+    # Without the bytecode this process (or another) may be writing there as it is copied.
+    shutil.copytree(pristine_site, site, ignore=shutil.ignore_patterns("__pycache__"))
     return Cli(site, database_url, tmp_path)
 
 
@@ -504,7 +515,7 @@ async def test_cli_downgrading_a_branch_others_depend_on_is_refused(cli, databas
     """Stops: `db downgrade user@base` silently dropping the auth, oauth and upload plugins'
     tables (their branches `depends_on` user's): every password, linked identity and upload
     gone, reported as "downgraded to user@base"."""
-    cli.ok("db", "upgrade", enabled=BUILT_INS)
+    await at_heads(database_url, BUILT_INS)
     before = await tables(database_url)
     versions = await version_rows(database_url)
     assert {"user", "auth_credential", "upload_file"} <= before
@@ -522,7 +533,7 @@ async def test_cli_downgrading_a_branch_others_depend_on_is_refused(cli, databas
 async def test_cli_downgrade_with_cascade_names_every_branch_it_took_down(cli, database_url):
     """Stops: an operator who asked for the cascade not being told which plugins lost their
     tables, and shows a following upgrade brings every branch back."""
-    cli.ok("db", "upgrade", enabled=BUILT_INS)
+    await at_heads(database_url, BUILT_INS)
     before = await tables(database_url)
 
     output = cli.ok("db", "downgrade", "user@base", "--cascade", enabled=BUILT_INS)
@@ -561,7 +572,7 @@ async def test_cli_downgrade_that_leaves_the_other_branches_alone_needs_no_casca
     cli, database_url, target, enabled
 ):
     """Stops: the refusal getting in the way of a downgrade no other branch depends on."""
-    cli.ok("db", "upgrade", enabled=enabled)
+    await at_heads(database_url, enabled)
     before = await tables(database_url)
     plugin = target.partition("@")[0]
 
@@ -573,8 +584,8 @@ async def test_cli_downgrade_that_leaves_the_other_branches_alone_needs_no_casca
     assert await tables(database_url) < before
 
 
-async def test_cli_errors_are_one_line(cli):
-    cli.ok("db", "upgrade")
+async def test_cli_errors_are_one_line(cli, database_url):
+    await at_heads(database_url)
 
     assert "beta@base" in cli.fails("db", "downgrade", "beta")
     assert "'nosuch'" in cli.fails("db", "downgrade", "nosuch@base")
@@ -603,7 +614,7 @@ async def _drift(database_url: str) -> None:
 
 
 async def test_cli_autogenerate_for_alpha_compares_only_alphas_tables(cli, database_url):
-    cli.ok("db", "upgrade")
+    await at_heads(database_url)
     await _drift(database_url)
     before = cli.revision_files("alpha")
 
@@ -626,7 +637,7 @@ async def test_cli_autogenerate_for_alpha_compares_only_alphas_tables(cli, datab
 
 
 async def test_cli_autogenerate_for_beta_compares_only_betas_tables(cli, database_url):
-    cli.ok("db", "upgrade")
+    await at_heads(database_url)
     await _drift(database_url)
     before = cli.revision_files("beta")
 
@@ -644,8 +655,7 @@ async def test_cli_autogenerate_for_beta_compares_only_betas_tables(cli, databas
 
 async def test_cli_autogenerate_for_alpha_while_beta_is_behind(cli, database_url):
     """beta's table is missing but its model is loaded: alpha's revision must not care."""
-    cli.ok("db", "upgrade")
-    cli.ok("db", "downgrade", "beta@base")
+    await (await at_heads(database_url)).downgrade("beta@base")
     await execute(database_url, "CREATE TABLE legacy_stuff (id INTEGER PRIMARY KEY)")
     before = cli.revision_files("alpha")
 
@@ -658,8 +668,7 @@ async def test_cli_autogenerate_for_alpha_while_beta_is_behind(cli, database_url
 
 
 async def test_cli_autogenerate_refuses_when_the_plugins_own_branch_is_behind(cli, database_url):
-    cli.ok("db", "upgrade")
-    cli.ok("db", "downgrade", "beta@base")
+    await (await at_heads(database_url)).downgrade("beta@base")
     before = cli.revision_files("beta")
 
     error = cli.fails("db", "revision", "--plugin", "beta", "-m", "x", "--autogenerate")
@@ -670,7 +679,7 @@ async def test_cli_autogenerate_refuses_when_the_plugins_own_branch_is_behind(cl
 
 
 async def test_cli_manual_revision_extends_the_plugins_branch(cli, database_url):
-    cli.ok("db", "upgrade")
+    await at_heads(database_url)
     before = cli.revision_files("beta")
 
     output = cli.ok("db", "revision", "--plugin", "beta", "-m", "add mood")
@@ -719,7 +728,7 @@ async def test_cli_manual_revision_extends_the_plugins_branch(cli, database_url)
 
 async def test_cli_reenabled_plugin_catches_up_after_the_others_moved_on(cli, database_url):
     """beta is disabled at its first revision while alpha and beta both ship a new one."""
-    cli.ok("db", "upgrade")
+    await at_heads(database_url)
     await execute(database_url, add_item("alp_1", "item"), add_note("bet_1", "alp_1", "note"))
     write_revision(
         cli, "alpha", "a1f0c0de0002", ALPHA_REV,
