@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import unicodedata
 from collections.abc import Callable
@@ -20,8 +19,6 @@ from core.errors import InvalidInputError
 from plugins.auth.settings import AuthSettings
 
 T = TypeVar("T")
-M_MMAP_THRESHOLD = -3  # glibc's mallopt() parameter (<malloc.h>)
-MAPPED_FROM = 1024 * 1024  # bytes: a block this large is mapped, and unmapped when freed
 
 
 class CommonPasswords:
@@ -62,24 +59,6 @@ def common_passwords() -> CommonPasswords:
     module = module_from_spec(spec)
     spec.loader.exec_module(module)
     return CommonPasswords(module.FREQUENCY_LISTS["passwords"])
-
-
-def unmap_large_blocks_when_freed() -> None:
-    """Have glibc's malloc give every freed block of 1 MiB or more back to the system.
-
-    Each hash takes `argon2_memory_cost` (19 MiB at least) with malloc, in the hashing
-    thread. glibc maps a block that large and unmaps it when freed, but only until the
-    first one is freed: then it raises its threshold above that size, and from the second
-    hash on every thread that hashed keeps its last hash's memory for the life of the
-    process (19 MiB per thread, after one sign-in already). Setting the threshold fixes it
-    where it starts. Other C libraries (musl, macOS) are left as they are.
-    """
-    try:
-        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
-    except (AttributeError, ValueError, OSError):  # not a POSIX system that names it
-        return
-    if libc.startswith("glibc"):
-        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MAPPED_FROM)
 
 
 def normalized(password: str) -> str:
@@ -131,6 +110,12 @@ class PasswordHasherService:
     Hashing has threads of its own, one per usable CPU: it is CPU-bound, so more threads
     would not hash faster, only hold more memory (each hash takes `argon2_memory_cost`)
     and evict each other's caches. Logins beyond that wait their turn.
+
+    Each hashing thread keeps its last hash's memory (glibc's malloc reuses it for the
+    next hash), so what hashing holds is at most one hash's worth per thread, however many
+    sign-ins come. Giving it back after every hash (a 1 MiB mmap threshold) made the next
+    hash fault its 19 MiB in again: a third of the sign-in rate, measured with
+    `make bench`. The hash made at startup is given back (glibc maps the first one).
     """
 
     def __init__(self, settings: AuthSettings) -> None:
@@ -143,7 +128,6 @@ class PasswordHasherService:
         self._dummy: str | None = None
         self._current: tuple[str, int, int] | None = None  # the dummy's `_parameters_of`
         self._threads = ThreadPoolExecutor(usable_cpus(), thread_name_prefix="argon2")
-        unmap_large_blocks_when_freed()
 
     async def hash(self, password: str) -> str:
         return await self._in_thread(self._hasher.hash, normalized(password))
