@@ -20,7 +20,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import AppFactory
+from core.kernel import Kernel
+from core.settings import ConfigurationError
+from tests.conftest import AppFactory, make_settings
 from tests.support.served import free_port
 
 UPLOADS = "/api/v1/uploads"
@@ -275,3 +277,18 @@ async def granted(uploads: UploadApp, headers: dict[str, str], **grant: Any) -> 
 
 async def complete(uploads: UploadApp, headers: dict[str, str], upload_id: str) -> httpx.Response:
     return await uploads.client.post(f"{UPLOADS}/{upload_id}/complete", headers=headers)
+
+
+def refusal(tmp_path: Path, **upload: Any) -> str:
+    """The one-line message that stops the app from being built with these `upload`
+    settings."""
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{tmp_path / 'never.db'}", enabled_plugins=PLUGINS
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        Kernel.build(settings, plugin_settings={"upload": upload})
+    message = str(caught.value)
+    assert message.startswith("invalid configuration: "), message
+    assert "\n" not in message
+    assert "Traceback" not in message
+    return message

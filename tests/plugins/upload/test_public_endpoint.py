@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 import pytest
 
 from core.kernel import Kernel
-from core.settings import ConfigurationError
 from tests.conftest import make_settings
 from tests.plugins.upload.conftest import (
     PLUGINS,
@@ -30,6 +29,7 @@ from tests.plugins.upload.conftest import (
     complete,
     granted,
     key_of,
+    refusal,
 )
 from tests.support.courtyard_cli import assert_one_line_error, run_courtyard
 from tests.support.tcpproxy import TcpProxy
@@ -114,19 +114,6 @@ async def test_without_it_presigned_urls_name_s3_endpoint_url(
         assert (await app.download(shown_ready["download_url"])).content == PNG
         grant = await granted(app, alice)
         assert grant["url"] == f"{app.s3.endpoint}/{app.bucket}"
-
-
-def refusal(tmp_path: Path, **upload: Any) -> str:
-    """The one-line message that stops the app from being built with these settings."""
-    settings = make_settings(
-        f"sqlite+aiosqlite:///{tmp_path / 'never.db'}", enabled_plugins=PLUGINS
-    )
-    with pytest.raises(ConfigurationError) as caught:
-        Kernel.build(settings, plugin_settings={"upload": upload})
-    message = str(caught.value)
-    assert message.startswith("invalid configuration: "), message
-    assert "\n" not in message
-    return message
 
 
 @pytest.mark.parametrize(

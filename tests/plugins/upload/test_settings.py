@@ -10,28 +10,14 @@ from typing import Any
 import pytest
 
 from core.app import create_app
-from core.kernel import Kernel
 from core.settings import ConfigurationError
 from tests.conftest import make_settings
-from tests.plugins.upload.conftest import PDF, PLUGINS, PNG, UploadAppFactory
+from tests.plugins.upload.conftest import PDF, PLUGINS, PNG, UploadAppFactory, refusal
 from tests.support.courtyard_cli import assert_one_line_error, run_courtyard
 from tests.support.problems import assert_problem
 
 SECRET = "wJalrXUtnFEMI-very-secret-value"
 S3 = {"backend": "s3", "s3_bucket": "files"}
-
-
-def refusal(tmp_path: Path, **upload: Any) -> str:
-    """The message that stops the app from being built with these `upload` settings."""
-    settings = make_settings(
-        f"sqlite+aiosqlite:///{tmp_path / 'never.db'}", enabled_plugins=PLUGINS
-    )
-    with pytest.raises(ConfigurationError) as caught:
-        Kernel.build(settings, plugin_settings={"upload": upload})
-    message = str(caught.value)
-    assert "\n" not in message
-    assert "Traceback" not in message
-    return message
 
 
 @pytest.mark.parametrize(
