@@ -320,7 +320,7 @@ class Migrator:
             async with engine.connect() as connection:
                 rows = await connection.run_sync(recorded_versions)
         if rows not in self._surveys:
-            self._surveys[rows] = Survey(self.branch_states(rows), self.orphaned(rows))
+            self._surveys[rows] = self.graph.survey(rows, self.locations, self.enabled)
         return self._surveys[rows]
 
     async def unowned_tables(self) -> list[str]:

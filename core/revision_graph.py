@@ -94,6 +94,13 @@ class RevisionGraph:
             for name in sorted(plugins)
         ]
 
+    def survey(
+        self, rows: tuple[str, ...], plugins: Iterable[str], enabled: Collection[str]
+    ) -> Survey:
+        """Where each of `plugins` stands, and the orphaned rows, given the rows of
+        `alembic_version`."""
+        return Survey(self.branch_states(rows, plugins, enabled), self.orphaned(rows))
+
     def to_json(self) -> str:
         return json.dumps(
             {
@@ -174,8 +181,7 @@ class BranchWatch:
         async with engine.connect() as connection:
             rows: tuple[str, ...] = await connection.run_sync(recorded_versions)
         if rows not in self._surveys:
-            branches = self.graph.branch_states(rows, self.locations, self.enabled)
-            self._surveys[rows] = Survey(branches, self.graph.orphaned(rows))
+            self._surveys[rows] = self.graph.survey(rows, self.locations, self.enabled)
         return self._surveys[rows]
 
 

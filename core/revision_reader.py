@@ -61,21 +61,17 @@ def graph_of(script: ScriptDirectory, locations: Mapping[str, Path]) -> Revision
     """The revisions of `script` as plain data, each owned by the plugin whose folder in
     `locations` holds its file."""
     resolved = {name: path.resolve() for name, path in locations.items()}
-
-    def owner(revision: Script) -> str | None:
-        return owner_in(resolved, revision)
-
     scripts = list(script.walk_revisions())  # newest first
+    owners = {s.revision: owner_in(resolved, s) for s in scripts}  # each file resolved once
     ancestors = {
         s.revision: frozenset(a.revision for a in script.iterate_revisions(s.revision, "base") if a)
         for s in scripts
     }
     heads: dict[str, str] = {}
     for head in script.get_heads():  # includes heads another branch depends on
-        revision = script.get_revision(head)
-        if revision is not None and (name := owner(revision)):
-            heads[name] = revision.revision
-    return RevisionGraph(tuple((s.revision, owner(s)) for s in scripts), ancestors, heads)
+        if (name := owners.get(head)) is not None:
+            heads[name] = head
+    return RevisionGraph(tuple(owners.items()), ancestors, heads)
 
 
 def read_revision_graph(locations: Mapping[str, Path]) -> RevisionGraph:
