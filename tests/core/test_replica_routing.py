@@ -224,6 +224,11 @@ if REDIS_URL:
             try:
                 # Signing up wrote for Ann: her mark is there before she acts with a token.
                 assert await redis.get(REDIS_KEY_PREFIX + ann.id) is not None
+                # Both instances have found the replica fresh: until then every read goes
+                # to the primary (a slow first check on a loaded machine failed this test).
+                await caught_up(pair)
+                await eventually(lambda: replica_ok(one), 5, "instance one finding the replica")
+                await eventually(lambda: replica_ok(two), 5, "instance two finding the replica")
                 async with replay_paused(pair):
                     renamed = await one.patch(
                         f"{USERS}/me", json={"name": "Ann Renamed"}, headers=ann.headers
